@@ -1,0 +1,21 @@
+"""Config plumbing: schemas registered in Hydra's ConfigStore and the resolvers the YAML files use."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from src.config.schema import register_schemas
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+# One id per process: two runs started in the same second still get different run directories, and every
+# re-resolution of hydra.run.dir inside one process gives the same directory.
+RUN_UID = f"{os.getpid():x}{secrets.token_hex(2)}"
+
+register_schemas()
+if not OmegaConf.has_resolver("run_uid"):
+    OmegaConf.register_new_resolver("run_uid", lambda: RUN_UID)

@@ -1,0 +1,105 @@
+"""Check the command line before Hydra creates a run directory.
+
+``@hydra.main`` makes the output directory before the task function runs, so a range error found there would
+leave an empty run behind, and Hydra's own composition errors span several lines. ``preflight`` composes
+the same config(s) with the Compose API first — every job of a ``-m`` sweep, including sweeps an experiment
+declares under ``hydra.sweeper.params`` — validates each, and exits with one line on stderr on bad input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from collections.abc import Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from src.config import CONF_DIR
+from src.config.validate import ConfigError, validate
+
+EXIT_BAD_INPUT = 2
+_PASS_THROUGH = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc"}
+
+
+def _job_overrides(args: Sequence[str], config_name: str) -> list[list[str]]:
+    """The override list of every job this command line would run."""
+    multirun = "-m" in args or "--multirun" in args
+    overrides = [a for a in args if not a.startswith("-")]
+    if not multirun:
+        return [overrides]
+    sweep_params: dict[str, str] = {}
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        base = compose(
+            config_name, overrides=[o for o in overrides if "," not in o], return_hydra_config=True
+        )
+        params = OmegaConf.select(base, "hydra.sweeper.params") or {}
+        sweep_params = {str(k): str(v) for k, v in params.items()}
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    merged = [f"{k}={v}" for k, v in sweep_params.items() if k not in given] + overrides
+    parsed = OverridesParser.create().parse_overrides(merged)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _explain(err: Exception) -> str:
+    """Hydra's and OmegaConf's multi-line errors, reduced to one line naming the key and what is allowed."""
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file:
+        group, _, choice = str(err.missing_cfg_file).rpartition("/")
+        options = sorted(o for o in (err.options or []) if o != "base") or []
+        if group:
+            return f"{group}={choice} is not a known option; expected one of: {', '.join(options)}"
+    text = " ".join(str(err).split())
+    missing = re.search(r"Key '([^']+)' (?:is not in struct|not in '\w+')", text)
+    override = re.search(r"Could not (?:override|append to) '([^']+)'", text)
+    if missing or (override and "To append" in text):
+        key = override.group(1) if override else missing.group(1)  # type: ignore[union-attr]
+        parent, _, leaf = key.rpartition(".")
+        hint = ""
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            base = compose("train")
+        siblings = OmegaConf.select(base, parent) if parent else base
+        if siblings is not None and hasattr(siblings, "keys"):
+            close = difflib.get_close_matches(leaf, [str(k) for k in siblings], n=1)
+            hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
+        return f"{key} is not a known key{hint}; run with --cfg job to list the keys"
+    return text.replace("full_key: ", "key ").split(" Set the environment variable")[0]
+
+
+def check(args: Sequence[str], config_name: str = "train") -> None:
+    """Raise ConfigError if any job of this command line has bad input."""
+    GlobalHydra.instance().clear()
+    try:
+        for overrides in _job_overrides(args, config_name):
+            with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+                cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+            with open_dict(cfg):
+                cfg.hydra.runtime.output_dir = "<preflight>"
+                cfg.hydra.job.num = 0
+            HydraConfig.instance().set_config(cfg)
+            OmegaConf.to_container(cfg, resolve=True)  # every interpolation must resolve
+            validate(cfg)
+    except ConfigError:
+        raise
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        raise ConfigError(_explain(err)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def preflight(args: Sequence[str] | None = None, config_name: str = "train") -> None:
+    """Exit with status 2 and a one-line message on bad input; return silently otherwise."""
+    args = list(sys.argv[1:] if args is None else args)
+    if any(a in _PASS_THROUGH or a.startswith(("--config", "-cp", "-cn", "--cfg")) for a in args):
+        return  # Hydra's own informational and config-path flags: let Hydra handle them
+    try:
+        check(args, config_name)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)

@@ -1,0 +1,145 @@
+"""Every range and compatibility check on a composed config, in one place.
+
+Types and enums are already checked by the structured schema when Hydra composes the config; what is left
+are ranges (clip > 0, seq_len >= 2, depth >= 1, ...), model/task compatibility, and keys of ``_target_``
+nodes that the target does not accept (a misspelled ``trainer.max_step`` would otherwise only fail after the
+run directory exists). Each failure is one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+from hydra.utils import get_class, get_method
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """Bad input: the message is the one line shown to the user."""
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, int | float) and v > 0 and math.isfinite(v)
+
+
+def _at_least(n: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and v >= n
+
+
+def _non_negative(v: Any) -> bool:
+    return isinstance(v, int | float) and v >= 0 and math.isfinite(v)
+
+
+# key -> (check, what is allowed); keys missing from a config (e.g. model.depth for an RNN) are skipped
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "clip": (lambda v: v is None or _positive(v), "a number > 0, or null for no clipping"),
+    "seed": (_non_negative, "an integer >= 0"),
+    "model.depth": (_at_least(1), "an integer >= 1"),
+    "model.width": (_at_least(1), "an integer >= 1"),
+    "model.hidden_size": (_at_least(1), "an integer >= 1"),
+    "model.num_layers": (_at_least(1), "an integer >= 1"),
+    "model.init_std": (_positive, "a number > 0"),
+    "model.init_gain": (
+        lambda v: v is None or _positive(v),
+        "a number > 0, or null for the activation's gain",
+    ),
+    "model.negative_slope": (_non_negative, "a number >= 0"),
+    "data.batch_size": (_at_least(1), "an integer >= 1"),
+    "data.shards_per_device": (_at_least(1), "an integer >= 1"),
+    "data.batches_per_epoch": (_at_least(1), "an integer >= 1"),
+    "data.val_size": (_at_least(1), "an integer >= 1"),
+    "data.test_size": (_at_least(1), "an integer >= 1"),
+    "data.eval_batch_size": (_at_least(1), "an integer >= 1"),
+    "data.repeat_batches": (_at_least(0), "an integer >= 0 (0 = fresh batches every step)"),
+    "optimizer.lr": (_positive, "a number > 0"),
+    "optimizer.weight_decay": (_non_negative, "a number >= 0"),
+    "trainer.max_steps": (lambda v: v == -1 or (isinstance(v, int) and v >= 1), "an integer >= 1, or -1"),
+    "trainer.log_every_n_steps": (_at_least(1), "an integer >= 1"),
+    "trainer.accumulate_grad_batches": (_at_least(1), "an integer >= 1"),
+}
+
+SEQUENCE_TASKS = ("adding", "copy", "temporal_order")
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    shown = "null" if value is None else value
+    raise ConfigError(f"{key}={shown} is not allowed; expected {allowed}")
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    for key, (ok, allowed) in RANGES.items():
+        if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
+            continue
+        value = OmegaConf.select(cfg, key)
+        if not ok(value):
+            _fail(key, value, allowed)
+
+
+def _check_task(cfg: DictConfig) -> None:
+    task, seq_len = (
+        str(cfg.data.task.value if hasattr(cfg.data.task, "value") else cfg.data.task),
+        cfg.data.seq_len,
+    )
+    if task in SEQUENCE_TASKS and (not isinstance(seq_len, int) or seq_len < 2):
+        _fail("data.seq_len", seq_len, "an integer >= 2")
+    if cfg.data.batch_size % cfg.data.shards_per_device:
+        raise ConfigError(
+            f"data.batch_size={cfg.data.batch_size} is not allowed; expected a multiple of "
+            f"data.shards_per_device={cfg.data.shards_per_device}"
+        )
+    sequence_model = getattr(get_class(cfg.model._target_), "sequence_model", False)
+    chain = cfg.model._target_.endswith("ScalarChain")
+    if chain and task != "scalar":
+        raise ConfigError(f"data={task} is not allowed with model=chain; expected data=scalar")
+    if sequence_model and task not in SEQUENCE_TASKS:
+        raise ConfigError(
+            f"data={task} is not allowed with a recurrent model; expected one of {SEQUENCE_TASKS}"
+        )
+    if not sequence_model and task == "copy":
+        raise ConfigError(
+            "data=copy is not allowed with a feed-forward model; expected model=rnn, lstm or gru"
+        )
+
+
+def _accepted_keys(target: str) -> set[str] | None:
+    """Parameter names ``target`` accepts, or None when it takes **kwargs (anything goes)."""
+    try:
+        obj: Any = get_class(target)
+        fn = obj.__init__
+    except Exception:
+        fn = get_method(target)
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
+def _check_targets(node: Any, path: str) -> None:
+    if isinstance(node, DictConfig):
+        target = node.get("_target_") if "_target_" in node else None
+        if isinstance(target, str):
+            try:
+                accepted = _accepted_keys(target)
+            except Exception as err:
+                raise ConfigError(f"{path}._target_={target} cannot be imported ({err})") from None
+            if accepted is not None:
+                for key in node:
+                    if not str(key).startswith("_") and key not in accepted:
+                        allowed = ", ".join(sorted(k for k in accepted if k != "self"))
+                        raise ConfigError(
+                            f"{path}.{key} is not a key of {target}; expected one of: {allowed}"
+                        )
+        for key in node:
+            _check_targets(node._get_node(key), f"{path}.{key}" if path else str(key))
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError with a one-line message if ``cfg`` cannot make a sensible run."""
+    _check_ranges(cfg)
+    _check_task(cfg)
+    for group in ("trainer", "optimizer", "scheduler", "logger", "callbacks", "clipping"):
+        if OmegaConf.select(cfg, group) is not None:
+            _check_targets(cfg[group], group)

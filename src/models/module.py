@@ -1,0 +1,115 @@
+"""The one LightningModule: trains any gradlab network on any synthetic task.
+
+Regression tasks use MSE, classification tasks cross-entropy (per step for copy memory), the scalar chain
+uses the output itself as the loss. Every stage shares ``_common_step``. Validation also logs the loss as a
+fraction of the task's trivial baseline (``val/loss_vs_baseline`` < 1: the network beats it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch.nn.functional as F
+import torchmetrics
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from typing_extensions import override
+
+from src.data.task import Task
+
+
+class GradLabModule(L.LightningModule):
+    def __init__(
+        self,
+        network: nn.Module,
+        task: Task,
+        optimizer: Callable[..., Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        clipper: Any = None,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.task = task
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.clipper = clipper
+        metrics: dict[str, torchmetrics.Metric] = {"loss": torchmetrics.MeanMetric()}
+        if task.is_classification:
+            metrics["acc"] = torchmetrics.Accuracy(task="multiclass", num_classes=task.output_size)
+        self.val_metrics = torchmetrics.MetricCollection(metrics, prefix="val/")
+        self.test_metrics = self.val_metrics.clone(prefix="test/")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.network(x)
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        if self.task.loss == "mse":
+            return F.mse_loss(out, y)
+        if self.task.loss == "cross_entropy":
+            return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))  # (B·T, C) vs (B·T,)
+        return out.mean()  # "output": the seed's chain, where ∂L/∂output = 1 per sample
+
+    def _common_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        out = self(x)
+        loss = self.loss(out, y)
+        if stage == "train":
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(x))
+            return loss
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics["loss"].update(loss, weight=len(x))
+        if "acc" in metrics:
+            preds = out.argmax(-1)
+            metrics["acc"].update(preds.reshape(-1), y.reshape(-1))
+        return loss
+
+    @override
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._common_step(batch, "train")
+
+    @override
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._common_step(batch, "val")
+
+    @override
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._common_step(batch, "test")
+
+    def _log_eval(self, stage: str) -> None:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        values = metrics.compute()
+        if math.isfinite(self.task.baseline):
+            values[f"{stage}/loss_vs_baseline"] = values[f"{stage}/loss"] / self.task.baseline
+        self.log_dict(values, prog_bar=stage == "val")
+        metrics.reset()
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    @override
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    @override
+    def configure_gradient_clipping(
+        self,
+        optimizer: Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        if self.clipper is None:  # Lightning's own norm/value clipping from Trainer(gradient_clip_val=...)
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        else:
+            self.clip_stats = self.clipper(self, optimizer)
+
+    @override
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

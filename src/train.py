@@ -1,0 +1,181 @@
+"""``train(cfg)``: one run from a composed config. scripts/train.py wraps it in @hydra.main; tests call it.
+
+Order: validate -> seed -> build data, network, module, loggers, callbacks, trainer -> fit -> test ->
+summary.json + W&B summary -> ``wandb.finish()`` in a finally, so the next job of a sweep starts a new run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import netrc
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from src.config.validate import validate
+from src.console import print_config_tree, print_run_summary
+from src.data.task import Task
+from src.models.module import GradLabModule
+
+
+def wandb_mode(requested: str) -> str:
+    """auto -> online when the user is logged in to W&B, offline otherwise; WANDB_MODE always wins."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        logged_in = netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        logged_in = False
+    return "online" if logged_in else "offline"
+
+
+def hydra_choices() -> dict[str, str]:
+    if not HydraConfig.initialized():
+        return {}
+    return {str(k): str(v) for k, v in HydraConfig.get().runtime.choices.items() if v is not None}
+
+
+def build_network(model_cfg: DictConfig, task: Task) -> torch.nn.Module:
+    """Instantiate the network with the task's sizes (feed-forward nets see the flattened sequence)."""
+    sequence_model = getattr(get_class(model_cfg._target_), "sequence_model", False)
+    sizes: dict[str, Any] = {
+        "input_size": task.input_size if sequence_model else task.input_size * task.seq_len,
+        "output_size": task.output_size,
+    }
+    if sequence_model:
+        sizes["output"] = task.output
+    return instantiate(model_cfg, **sizes)
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    loggers: list[Logger] = []
+    for logger_cfg in (cfg.logger or {}).values():
+        if logger_cfg._target_.endswith("WandbLogger"):
+            logger_cfg = logger_cfg.copy()
+            with open_dict(logger_cfg):
+                logger_cfg.mode = wandb_mode(logger_cfg.get("mode", "auto"))
+                logger_cfg.group = logger_cfg.group or default_group(cfg)
+        loggers.append(instantiate(logger_cfg))
+    return loggers
+
+
+def default_group(cfg: DictConfig) -> str:
+    """W&B group: the experiment's, else the multirun sweep's directory, else the run name."""
+    if cfg.group:
+        return str(cfg.group)
+    if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+        return Path(HydraConfig.get().sweep.dir).name
+    return str(cfg.name)
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(metrics.items())}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, evaluate and record one run; returns the run summary (also written to summary.json)."""
+    validate(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(cfg.paths.output_dir)
+
+    datamodule = instantiate(cfg.data)
+    task: Task = datamodule.task
+    network = build_network(cfg.model, task)
+    optimizer = instantiate(cfg.optimizer)
+    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+    module = GradLabModule(network, task, optimizer, scheduler)
+    loggers = build_loggers(cfg)
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    assert isinstance(config, dict)
+    config["choices"] = hydra_choices()
+    if trainer.is_global_zero:
+        print_config_tree(cfg)
+    for logger in loggers:
+        logger.log_hyperparams(config)
+
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        wall = time.perf_counter() - start
+        metrics = _floats(trainer.callback_metrics)
+        if not trainer.fast_dev_run:  # score the final weights on the fixed held-out sets
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+            metrics.update(_floats(trainer.callback_metrics))
+            if cfg.test:
+                trainer.test(module, datamodule=datamodule, verbose=False)
+                metrics.update(_floats(trainer.callback_metrics))
+        summary = run_summary(cfg, trainer, task, run_dir, wall, metrics)
+        summary["config"] = config
+        _finish_loggers(loggers, summary)
+        if trainer.is_global_zero:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            print_run_summary(summary)
+        return summary
+    finally:
+        import wandb
+
+        wandb.finish()
+
+
+def run_status(trainer: L.Trainer) -> str:
+    max_steps = trainer.max_steps
+    return "completed" if max_steps < 0 or trainer.global_step >= max_steps else "stopped_early"
+
+
+def run_summary(
+    cfg: DictConfig, trainer: L.Trainer, task: Task, run_dir: Path, wall: float, metrics: dict[str, float]
+) -> dict[str, Any]:
+    val = metrics.get("val/loss")
+    baseline = task.baseline if math.isfinite(task.baseline) else None
+    return {
+        "status": run_status(trainer),
+        "name": str(cfg.name),
+        "run_dir": str(run_dir),
+        "choices": hydra_choices(),
+        "task": task.name,
+        "seq_len": task.seq_len,
+        "seed": int(cfg.seed),
+        "clip": cfg.clip,
+        "clip_algorithm": str(
+            cfg.clip_algorithm.value if hasattr(cfg.clip_algorithm, "value") else cfg.clip_algorithm
+        ),
+        "steps": int(trainer.global_step),
+        "wall_time_s": wall,
+        "steps_per_s": trainer.global_step / wall if wall > 0 else None,
+        "metrics": metrics,
+        "baseline": baseline,
+        "baseline_rule": task.baseline_rule,
+        "beats_baseline": None if val is None or baseline is None else bool(val < baseline),
+    }
+
+
+def _finish_loggers(loggers: list[Logger], summary: dict[str, Any]) -> None:
+    for logger in loggers:
+        if (
+            isinstance(logger, WandbLogger)
+            and logger.experiment is not None
+            and hasattr(logger.experiment, "dir")
+        ):
+            run = logger.experiment
+            for key in ("status", "steps", "steps_per_s", "beats_baseline", "baseline"):
+                run.summary[key] = summary[key]
+            summary["wandb_mode"] = run.settings.mode
+            summary["wandb_dir"] = str(Path(run.dir).parent)
+        logger.finalize("success")
