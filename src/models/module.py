@@ -57,7 +57,10 @@ class GradLabModule(L.LightningModule):
         out = self(x)
         loss = self.loss(out, y)
         if stage == "train":
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(x))
+            # not on the progress bar: Lightning turns every prog_bar value into a Python float on every
+            # batch (LoggerConnector.on_batch_end), a host sync per step on GPU; logged values sync only at
+            # log_every_n_steps
+            self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=len(x))
             return loss
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics["loss"].update(loss, weight=len(x))
