@@ -76,7 +76,7 @@ def default_group(cfg: DictConfig) -> str:
     """W&B group: the experiment's, else the multirun sweep's directory, else the run name."""
     if cfg.group:
         return str(cfg.group)
-    if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+    if HydraConfig.initialized() and getattr(HydraConfig.get().mode, "name", None) == "MULTIRUN":
         return Path(HydraConfig.get().sweep.dir).name
     return str(cfg.name)
 

@@ -1,0 +1,47 @@
+"""Logger choices: W&B offline with the resolved config, TensorBoard, none — all without a network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from src.train import train, wandb_mode
+from tests.wandb_offline import offline_run
+
+
+def test_wandb_offline_run_has_the_resolved_config(make_cfg, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = make_cfg("logger=wandb", "model=gru", "clip=0.5")
+    summary = train(cfg)
+    runs = list(Path(cfg.paths.output_dir, "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and summary["wandb_dir"] == str(runs[0])
+    run = offline_run(runs[0])
+    config = run["config"]
+    assert config["clip"] == 0.5
+    assert config["model"]["cell"] == "gru"  # enums as plain strings
+    assert config["trainer"]["gradient_clip_val"] == 0.5  # interpolation resolved
+    assert "${" not in str(config)
+    assert run["summary"]["status"] == "completed" and "train/loss" in run["history_keys"]
+    assert (Path(cfg.paths.output_dir) / "csv" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("choice", ["tensorboard", "none"])
+def test_other_logger_choices(make_cfg, choice):
+    cfg = make_cfg(f"logger={choice}")
+    assert train(cfg)["status"] == "completed"
+    run_dir = Path(cfg.paths.output_dir)
+    assert (run_dir / "summary.json").exists()
+    assert (run_dir / "tensorboard").exists() == (choice == "tensorboard")
+    assert not (run_dir / "wandb").exists()
+
+
+def test_wandb_mode_auto(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
+    assert wandb_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_mode("auto") == "disabled"
