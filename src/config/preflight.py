@@ -23,10 +23,19 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from src.config import CONF_DIR
-from src.config.validate import ConfigError, validate
+from src.config.validate import RANGES, ConfigError, validate
 
 EXIT_BAD_INPUT = 2
 _PASS_THROUGH = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc"}
+
+
+# OmegaConf's type and enum messages, in the words of the rest of gradlab's errors
+_OMEGACONF_REASONS = [
+    (r"^Invalid value '[^']*', expected", "expected"),
+    (r"^Value '[^']*' of type '\w+' could not be converted to Float", "expected a number"),
+    (r"^Value '[^']*' of type '\w+' could not be converted to Integer", "expected an integer"),
+    (r"^Value '[^']*' is not a valid bool.*", "expected true or false"),
+]
 
 
 def _job_overrides(args: Sequence[str], config_name: str) -> list[list[str]]:
@@ -56,6 +65,15 @@ def _explain(err: Exception) -> str:
         if group:
             return f"{group}={choice} is not a known option; expected one of: {', '.join(options)}"
     text = " ".join(str(err).split())
+    merging = re.match(r"Error merging override (\S+?)=(.*)$", text)
+    if merging and err.__cause__ is not None:  # a type or enum mismatch: OmegaConf's reason is the cause
+        key, value = merging.groups()
+        reason = str(err.__cause__).splitlines()[0]
+        for pattern, plain in _OMEGACONF_REASONS:
+            reason = re.sub(pattern, plain, reason)
+        if key in RANGES:
+            reason = f"expected {RANGES[key][1]}"
+        return f"{key}={value} is not allowed; {reason}"
     missing = re.search(r"Key '([^']+)' (?:is not in struct|not in '\w+')", text)
     override = re.search(r"Could not (?:override|append to) '([^']+)'", text)
     if missing or (override and "To append" in text):

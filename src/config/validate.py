@@ -11,10 +11,13 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 from hydra.utils import get_class, get_method
 from omegaconf import DictConfig, OmegaConf
+
+from src.config.schema import TrainConf
 
 
 class ConfigError(ValueError):
@@ -136,8 +139,17 @@ def _check_targets(node: Any, path: str) -> None:
             _check_targets(node._get_node(key), f"{path}.{key}" if path else str(key))
 
 
+def _check_top_level(cfg: DictConfig) -> None:
+    known = {f.name for f in fields(TrainConf)} | {"hydra"}
+    for key in cfg:
+        if key not in known:
+            allowed = ", ".join(sorted(known))
+            raise ConfigError(f"{key} is not a known top-level key; expected one of: {allowed}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError with a one-line message if ``cfg`` cannot make a sensible run."""
+    _check_top_level(cfg)
     _check_ranges(cfg)
     _check_task(cfg)
     for group in ("trainer", "optimizer", "scheduler", "logger", "callbacks", "clipping"):
