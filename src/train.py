@@ -98,7 +98,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
     module = GradLabModule(network, task, optimizer, scheduler)
     loggers = build_loggers(cfg)
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    # a callback set to null on the command line (callbacks.histograms=null) is switched off
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
