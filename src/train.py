@@ -154,9 +154,7 @@ def run_summary(
         "seq_len": task.seq_len,
         "seed": int(cfg.seed),
         "clip": cfg.clip,
-        "clip_algorithm": str(
-            cfg.clip_algorithm.value if hasattr(cfg.clip_algorithm, "value") else cfg.clip_algorithm
-        ),
+        "clip_algorithm": str(cfg.clip_algorithm.value if hasattr(cfg.clip_algorithm, "value") else cfg.clip_algorithm),
         "steps": int(trainer.global_step),
         "wall_time_s": wall,
         "steps_per_s": trainer.global_step / wall if wall > 0 else None,
@@ -169,11 +167,7 @@ def run_summary(
 
 def _finish_loggers(loggers: list[Logger], summary: dict[str, Any]) -> None:
     for logger in loggers:
-        if (
-            isinstance(logger, WandbLogger)
-            and logger.experiment is not None
-            and hasattr(logger.experiment, "dir")
-        ):
+        if isinstance(logger, WandbLogger) and logger.experiment is not None and hasattr(logger.experiment, "dir"):
             run = logger.experiment
             for key in ("status", "steps", "steps_per_s", "beats_baseline", "baseline"):
                 run.summary[key] = summary[key]

@@ -51,9 +51,7 @@ class GradientProbe(Callback):
                 for n, p in own:
                     if n.startswith("weight"):
                         bias = module.get_parameter(n.replace("weight", "bias"))
-                        layers[f"{name}.{n}"] = (
-                            torch.cat([p.grad.flatten(), bias.grad.flatten()]).norm().item()
-                        )
+                        layers[f"{name}.{n}"] = torch.cat([p.grad.flatten(), bias.grad.flatten()]).norm().item()
             elif own:
                 layers[name] = torch.cat([p.grad.flatten() for _, p in own]).norm().item()
         every = torch.cat([p.grad.flatten() for p in pl_module.parameters() if p.grad is not None])

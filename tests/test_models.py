@@ -73,9 +73,7 @@ def test_orthogonal_identity_constant():
 
 def test_mlp_init_and_shapes():
     torch.manual_seed(0)
-    net = MLP(
-        input_size=40, output_size=1, depth=3, width=256, activation="tanh", init="normal", init_std=1.0
-    )
+    net = MLP(input_size=40, output_size=1, depth=3, width=256, activation="tanh", init="normal", init_std=1.0)
     assert net(torch.randn(5, 20, 2)).shape == (5, 1)  # sequences are flattened
     w = net.blocks[1].linear.weight
     assert w.std().item() == pytest.approx(1.0, rel=0.02)

@@ -57,9 +57,7 @@ def test_grad_norms_match_an_independent_computation(make_cfg, model, clip, accu
         for name in layer_keys:
             assert logged[f"grad/layer/{name}"] == pytest.approx(expected[name], rel=1e-5, abs=1e-8)
         if clip == "null":
-            assert logged["grad/norm_total_postclip"] == pytest.approx(
-                logged["grad/norm_total_preclip"], rel=1e-6
-            )
+            assert logged["grad/norm_total_postclip"] == pytest.approx(logged["grad/norm_total_preclip"], rel=1e-6)
             assert logged["grad/clipped_fraction"] == 0.0
         else:
             assert expected["__total__"] > 0.05  # so clipping must have acted
@@ -73,9 +71,7 @@ def test_max_and_fraction_since_last_log(make_cfg):
     logger, _, _ = fit(make_cfg, overrides, [probe, GradNormMonitor()])
     assert sorted(logger.series("grad/norm_total_preclip")) == [0, 4, 8]
     totals = {s: v["__total__"] for s, v in probe.pre.items()}
-    assert logger.steps[4]["grad/norm_max_since_log"] == pytest.approx(
-        max(totals[s] for s in range(1, 5)), rel=1e-5
-    )
+    assert logger.steps[4]["grad/norm_max_since_log"] == pytest.approx(max(totals[s] for s in range(1, 5)), rel=1e-5)
     expected_fraction = sum(totals[s] > 0.5 for s in range(5, 9)) / 4
     assert logger.steps[8]["grad/clipped_fraction"] == pytest.approx(expected_fraction)
 
@@ -89,18 +85,14 @@ def test_weight_norms_and_update_ratios(make_cfg):
             self.after = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
 
     snap = Snapshot()
-    logger, _, module = fit(
-        make_cfg, ["model=mlp", "trainer.max_steps=1"], [snap, WeightMonitor(every_n_steps=1)]
-    )
+    logger, _, module = fit(make_cfg, ["model=mlp", "trainer.max_steps=1"], [snap, WeightMonitor(every_n_steps=1)])
     logged = logger.steps[0]
     for i in range(len(module.network.blocks)):
         prefix = f"network.blocks.{i}.linear"
         w = torch.cat([snap.after[f"{prefix}.weight"].flatten(), snap.after[f"{prefix}.bias"].flatten()])
         w0 = torch.cat([snap.before[f"{prefix}.weight"].flatten(), snap.before[f"{prefix}.bias"].flatten()])
         assert logged[f"weight/layer/{prefix}"] == pytest.approx(w.norm().item(), rel=1e-5)
-        assert logged[f"update_ratio/layer/{prefix}"] == pytest.approx(
-            ((w - w0).norm() / w0.norm()).item(), rel=1e-4
-        )
+        assert logged[f"update_ratio/layer/{prefix}"] == pytest.approx(((w - w0).norm() / w0.norm()).item(), rel=1e-4)
 
 
 def csv_metrics(run_dir: str) -> dict[int, dict[str, float]]:
@@ -146,9 +138,7 @@ def test_unrolled_pass_equals_the_fused_module(cell):
     fused, fused_h = net.rnn(x)
     out, h_n, states = unrolled_forward(net.rnn, x)
     assert torch.allclose(out, fused, atol=1e-5)
-    assert torch.allclose(
-        h_n[0] if kind == "lstm" else h_n, fused_h[0] if kind == "lstm" else fused_h, atol=1e-5
-    )
+    assert torch.allclose(h_n[0] if kind == "lstm" else h_n, fused_h[0] if kind == "lstm" else fused_h, atol=1e-5)
     assert len(states) == 2 and len(states[0]) == 11
 
 

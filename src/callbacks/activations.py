@@ -44,9 +44,7 @@ class ActivationMonitor(Callback):
                 return
             detached = out.detach().float()
             self._stats[f"act/mean/{name}"] = detached.mean()
-            self._stats[f"act/std/{name}"] = (
-                detached.std() if detached.numel() > 1 else detached.new_zeros(())
-            )
+            self._stats[f"act/std/{name}"] = detached.std() if detached.numel() > 1 else detached.new_zeros(())
             if out.requires_grad:
 
                 def grad_hook(grad: Tensor) -> None:
@@ -65,13 +63,9 @@ class ActivationMonitor(Callback):
         self._step = step
         self._handles = [m.register_forward_hook(self._hook(n)) for n, m in parameter_modules(pl_module)]
 
-    def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
-    ) -> None:
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         scaler = getattr(trainer.precision_plugin, "scaler", None)
-        if (
-            self._handles and scaler is not None
-        ):  # the scale this step's backward used (updated after the step)
+        if self._handles and scaler is not None:  # the scale this step's backward used (updated after the step)
             self._scale = float(scaler.get_scale())
 
     def on_train_batch_end(

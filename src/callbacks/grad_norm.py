@@ -39,9 +39,7 @@ class GradNormMonitor(Callback):
     def _every(self, trainer: L.Trainer) -> int:
         return self.every_n_steps or trainer.log_every_n_steps
 
-    def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
-    ) -> None:
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         self._pre = pre_clip_grad_stats(trainer, pl_module, optimizer)
 
     def on_train_batch_end(

@@ -39,9 +39,7 @@ class HistogramMonitor(Callback):
         self.every_n_steps = every_n_steps
         self.bins = bins
 
-    def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
-    ) -> None:
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         step = trainer.global_step
         if not trainer.is_global_zero or not is_logging_step(step, self.every_n_steps):
             return

@@ -71,9 +71,7 @@ def _default_loss(pl_module: L.LightningModule, batch: Any) -> Tensor:
 
 
 class ThroughTimeMonitor(Callback):
-    def __init__(
-        self, every_n_steps: int | None = None, max_points: int = 64, loss_fn: LossFn | None = None
-    ) -> None:
+    def __init__(self, every_n_steps: int | None = None, max_points: int = 64, loss_fn: LossFn | None = None) -> None:
         """``max_points``: at most this many ``time_grad/t=<t>`` scalars per logging step (the CSV has all)."""
         self.every_n_steps = every_n_steps
         self.max_points = max_points
@@ -84,13 +82,9 @@ class ThroughTimeMonitor(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         every = self.every_n_steps or trainer.log_every_n_steps
-        self._batch = (
-            batch if trainer.is_global_zero and is_logging_step(trainer.global_step, every) else None
-        )
+        self._batch = batch if trainer.is_global_zero and is_logging_step(trainer.global_step, every) else None
 
-    def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
-    ) -> None:
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         batch, self._batch = self._batch, None
         modules = {n: m for n, m in pl_module.named_modules() if isinstance(m, nn.RNNBase)}
         if batch is None or not modules:
@@ -148,8 +142,6 @@ class ThroughTimeMonitor(Callback):
 
                 name = next(iter(profiles))[0]
                 last = profiles[(name, max(layer for n, layer in profiles if n == name))]
-                table = wandb.Table(
-                    columns=["t", "grad_norm"], data=[[t, v] for t, v in enumerate(last.tolist())]
-                )
+                table = wandb.Table(columns=["t", "grad_norm"], data=[[t, v] for t, v in enumerate(last.tolist())])
                 plot = wandb.plot.line(table, "t", "grad_norm", title=f"||dL/dh_t|| at step {step}")
                 logger.experiment.log({"time_grad/profile": plot, "trainer/global_step": step})

@@ -33,9 +33,7 @@ class WeightMonitor(Callback):
         self._before: list[Tensor] | None = None
         self._step = -1
 
-    def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
-    ) -> None:
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         step = trainer.global_step
         if is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
             index = layer_index(pl_module)

@@ -46,9 +46,7 @@ def _job_overrides(args: Sequence[str], config_name: str) -> list[list[str]]:
         return [overrides]
     sweep_params: dict[str, str] = {}
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        base = compose(
-            config_name, overrides=[o for o in overrides if "," not in o], return_hydra_config=True
-        )
+        base = compose(config_name, overrides=[o for o in overrides if "," not in o], return_hydra_config=True)
         params = OmegaConf.select(base, "hydra.sweeper.params") or {}
         sweep_params = {str(k): str(v) for k, v in params.items()}
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}

@@ -98,13 +98,9 @@ def _check_task(cfg: DictConfig) -> None:
     if chain and task != "scalar":
         raise ConfigError(f"data={task} is not allowed with model=chain; expected data=scalar")
     if sequence_model and task not in SEQUENCE_TASKS:
-        raise ConfigError(
-            f"data={task} is not allowed with a recurrent model; expected one of {SEQUENCE_TASKS}"
-        )
+        raise ConfigError(f"data={task} is not allowed with a recurrent model; expected one of {SEQUENCE_TASKS}")
     if not sequence_model and task == "copy":
-        raise ConfigError(
-            "data=copy is not allowed with a feed-forward model; expected model=rnn, lstm or gru"
-        )
+        raise ConfigError("data=copy is not allowed with a feed-forward model; expected model=rnn, lstm or gru")
 
 
 def _accepted_keys(target: str) -> set[str] | None:
@@ -132,9 +128,7 @@ def _check_targets(node: Any, path: str) -> None:
                 for key in node:
                     if not str(key).startswith("_") and key not in accepted:
                         allowed = ", ".join(sorted(k for k in accepted if k != "self"))
-                        raise ConfigError(
-                            f"{path}.{key} is not a key of {target}; expected one of: {allowed}"
-                        )
+                        raise ConfigError(f"{path}.{key} is not a key of {target}; expected one of: {allowed}")
         for key in node:
             _check_targets(node._get_node(key), f"{path}.{key}" if path else str(key))
 

@@ -15,9 +15,7 @@ from torch import Tensor, nn
 class ScalarChain(nn.Module):
     sequence_model = False
 
-    def __init__(
-        self, input_size: int = 1, output_size: int = 1, depth: int = 5, init_value: float = 2.0
-    ) -> None:
+    def __init__(self, input_size: int = 1, output_size: int = 1, depth: int = 5, init_value: float = 2.0) -> None:
         super().__init__()
         if input_size != 1 or output_size != 1:
             raise ValueError("the scalar chain takes one input and gives one output (data=scalar)")

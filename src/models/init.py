@@ -41,9 +41,7 @@ def activation_gain(activation: str, negative_slope: float = 0.01) -> float:
 
 
 @torch.no_grad()
-def init_matrix(
-    weight: Tensor, scheme: str, *, std: float = 1.0, gain: float = 1.0, value: float = 1.0
-) -> None:
+def init_matrix(weight: Tensor, scheme: str, *, std: float = 1.0, gain: float = 1.0, value: float = 1.0) -> None:
     """Initialise one weight matrix in place (2-D: (fan_out, fan_in), as nn.Linear and nn.RNN store them)."""
     scheme = Init(scheme)
     fan_out, fan_in = weight.shape[0], weight[0].numel()

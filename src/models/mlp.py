@@ -87,17 +87,14 @@ class MLP(nn.Module):
         super().__init__()
         self.residual = residual
         self.blocks = nn.ModuleList(
-            Block(input_size if i == 0 else width, width, activation, negative_slope, norm)
-            for i in range(depth)
+            Block(input_size if i == 0 else width, width, activation, negative_slope, norm) for i in range(depth)
         )
         self.head = nn.Linear(width, output_size)
         gain = activation_gain(activation, negative_slope) if init_gain is None else init_gain
         for block in self.blocks:
             init_linear(block.linear, init, std=init_std, gain=gain, value=init_value)
         # the head feeds a loss, not an activation: unit gain
-        init_linear(
-            self.head, init, std=init_std, gain=1.0 if init_gain is None else init_gain, value=init_value
-        )
+        init_linear(self.head, init, std=init_std, gain=1.0 if init_gain is None else init_gain, value=init_value)
 
     def forward(self, x: Tensor) -> Tensor:
         h = x.flatten(1)  # (B, T·C) or (B, C)

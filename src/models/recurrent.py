@@ -60,9 +60,7 @@ class RecurrentNet(nn.Module):
         with torch.no_grad():
             for name, param in self.rnn.named_parameters():
                 if name.startswith("weight_hh"):
-                    self._init_gates(
-                        param, recurrent_init, std=init_std, gain=recurrent_gain, value=init_value
-                    )
+                    self._init_gates(param, recurrent_init, std=init_std, gain=recurrent_gain, value=init_value)
                 elif name.startswith("weight_ih"):
                     self._init_gates(param, init, std=init_std, gain=gain, value=init_value)
                 elif init != "default":
