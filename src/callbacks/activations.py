@@ -1,27 +1,32 @@
 """ActivationMonitor: per-layer activation mean/std and backward δ norms, on logging steps only.
 
-δ_l = ∂L/∂(output of layer l) is the seed article's "δ at each layer": it grows geometrically towards the
-input when the layers' Jacobians have norm > 1 (16, 8, 4, 2, 1 for the w = 2 chain) and shrinks when < 1.
-The activation statistics show what BatchNorm/LayerNorm change. Forward hooks (and the tensor hooks they
-put on the outputs) exist only during a logging step's batches and are removed right after.
-A layer is a module that owns parameters; for recurrent modules the output sequence is used. Under AMP the
-δ's are divided by the GradScaler's scale, so they are in the loss's units.
+δ_l = ∂L/∂(output of layer l) is the seed article's "δ at each layer": through a stack of layers it grows
+geometrically towards the input when the layers' Jacobians have norm > 1 (16, 8, 4, 2, 1 for the scalar
+chain with w = 2) and shrinks when they are < 1. The activation statistics show what BatchNorm/LayerNorm
+change (Ioffe & Szegedy 2015; Ba et al. 2016).
+
+Forward hooks (and the tensor hooks they put on the outputs to catch δ) exist only while a logging step's
+micro-batches run, and record only between ``on_train_batch_start`` and ``on_after_backward``: an extra
+forward pass made later by another callback (ThroughTimeMonitor's diagnostic pass) is not counted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
+from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
+from typing_extensions import override
 
-from src.callbacks.emit import emit, is_logging_step
+from src.callbacks.emit import check_interval, emit, is_logging_step
 
 
 def parameter_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Modules that own trainable parameters, in network order (the layers of ``grad/layer/...``)."""
     return [
         (name or "root", m)
         for name, m in module.named_modules()
@@ -29,55 +34,122 @@ def parameter_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
+class _Moments:
+    """Count, mean and sum of squared deviations of every value a layer output, merged over calls.
+
+    Chan, Golub & LeVeque (1979) pairwise update: exact over micro-batches and repeated calls, on device.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: Tensor | None = None
+        self.m2: Tensor | None = None
+        self.delta_sq: Tensor | None = None  # Σ ||δ||² over the calls' outputs
+
+    def add_output(self, values: Tensor) -> None:
+        n = values.numel()
+        mean = values.mean()
+        m2 = (values - mean).square().sum()
+        if self.mean is None or self.m2 is None:
+            self.count, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.count + n
+        diff = mean - self.mean
+        self.mean = self.mean + diff * (n / total)
+        self.m2 = self.m2 + m2 + diff.square() * (self.count * n / total)
+        self.count = total
+
+    def add_delta(self, grad: Tensor) -> None:
+        sq = grad.detach().float().square().sum()
+        self.delta_sq = sq if self.delta_sq is None else self.delta_sq + sq
+
+
 class ActivationMonitor(Callback):
+    """At every ``every_n_steps``-th optimizer step (None: the Trainer's ``log_every_n_steps``) logs, for
+    every module that owns parameters (its first output if it returns a tuple, e.g. an RNN's sequence):
+
+    - ``act/mean/<name>`` and ``act/std/<name>``: over all values of the output (std unbiased, as torch.std);
+    - ``delta/layer/<name>``: ||∂L/∂output||, the backward signal reaching that layer.
+
+    Under gradient accumulation the statistics cover every micro-batch of the step: δ's are those of the loss
+    Lightning back-propagates (divided by the number of micro-batches), so their combined norm equals the δ
+    of one batch of the same total size. Under AMP the δ's are divided by the GradScaler's scale. Under DDP
+    the numbers are rank 0's share of the batch (activations are local; no collective is added).
+    """
+
     def __init__(self, every_n_steps: int | None = None) -> None:
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = check_interval(every_n_steps)
         self._handles: list[RemovableHandle] = []
-        self._stats: dict[str, Tensor] = {}
+        self._moments: dict[str, _Moments] = {}
+        self._recording = False
+        self._stepped = False
         self._step = -1
         self._scale: float | None = None
 
-    def _hook(self, name: str):
-        def forward_hook(module: nn.Module, args: Any, output: Any) -> None:
-            out = output[0] if isinstance(output, tuple) else output
-            if not isinstance(out, Tensor) or not out.is_floating_point():
+    def _forward_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            if not self._recording or not isinstance(out, Tensor) or not out.is_floating_point():
                 return
-            detached = out.detach().float()
-            self._stats[f"act/mean/{name}"] = detached.mean()
-            self._stats[f"act/std/{name}"] = detached.std() if detached.numel() > 1 else detached.new_zeros(())
+            moments = self._moments.setdefault(name, _Moments())
+            moments.add_output(out.detach().float())
             if out.requires_grad:
+                out.register_hook(moments.add_delta)
 
-                def grad_hook(grad: Tensor) -> None:
-                    self._stats[f"delta/layer/{name}"] = torch.linalg.vector_norm(grad.detach().float())
+        return hook
 
-                out.register_hook(grad_hook)
-
-        return forward_hook
-
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        step = trainer.global_step  # the optimizer step this batch contributes to
-        if self._handles or not is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
-            return
-        self._step = step
-        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in parameter_modules(pl_module)]
-
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
-        if self._handles and scaler is not None:  # the scale this step's backward used (updated after the step)
-            self._scale = float(scaler.get_scale())
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if not self._handles or trainer.global_step == self._step:  # still accumulating this step
-            return
+    def _remove_hooks(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        stats, self._stats = self._stats, {}
-        if self._scale is not None:  # δ's were taken from the scaled loss's backward
-            scale, self._scale = self._scale, None
-            stats = {k: v / scale if k.startswith("delta/") else v for k, v in stats.items()}
-        emit(trainer, stats, self._step)
+        self._recording = False
+
+    @override
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step  # the optimizer step this micro-batch contributes to
+        if not trainer.is_global_zero or not is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
+            return
+        if not self._handles:
+            self._step, self._moments = step, {}
+            self._handles = [m.register_forward_hook(self._forward_hook(n)) for n, m in parameter_modules(pl_module)]
+        self._recording = True
+
+    @override
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._recording = False
+
+    @override
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
+        if not self._handles:
+            return
+        self._stepped = True
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None:  # the scale this step's backward used (the scaler updates it after the step)
+            self._scale = scaler.get_scale() if scaler.is_enabled() else None
+
+    @override
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self._stepped:  # not a logging step, or still accumulating micro-batches of this step
+            return
+        self._stepped = False
+        self._remove_hooks()
+        scale, self._scale = self._scale, None
+        metrics: dict[str, Tensor | float] = {}
+        for name, m in self._moments.items():
+            if m.mean is None or m.m2 is None:
+                continue
+            metrics[f"act/mean/{name}"] = m.mean
+            metrics[f"act/std/{name}"] = (m.m2 / max(m.count - 1, 1)).sqrt()
+            if m.delta_sq is not None:
+                delta = m.delta_sq.sqrt()
+                metrics[f"delta/layer/{name}"] = delta / scale if scale is not None else delta
+        self._moments = {}
+        emit(trainer, metrics, self._step)
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._remove_hooks()  # a run stopped in the middle of a logging step leaves no hook behind

@@ -18,6 +18,13 @@ def is_logging_step(step: int, every_n_steps: int) -> bool:
     return every_n_steps > 0 and step % every_n_steps == 0
 
 
+def check_interval(every_n_steps: int | None) -> int | None:
+    """A callback's logging interval: None (the Trainer's ``log_every_n_steps``) or a positive step count."""
+    if every_n_steps is not None and every_n_steps < 1:
+        raise ValueError(f"every_n_steps must be >= 1 or None (the Trainer's log_every_n_steps), got {every_n_steps}")
+    return every_n_steps
+
+
 def to_floats(metrics: Mapping[str, Tensor | float]) -> dict[str, float]:
     """One device-to-host copy for all tensor values (a single sync instead of one per metric)."""
     keys = [k for k, v in metrics.items() if isinstance(v, Tensor)]

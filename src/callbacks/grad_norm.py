@@ -1,12 +1,14 @@
 """GradNormMonitor: total gradient norm before and after clipping, share of steps clipped, per-layer norms.
 
-Pre-clip numbers are read in ``on_before_optimizer_step`` (accumulated, all-reduced, unscaled, not yet
-clipped); post-clip numbers in ``on_train_batch_end`` of the batch that stepped (the clipped gradients are
-still there: they are only zeroed in the next step's closure). Everything stays on device between logging
-steps; one transfer per logging step.
+Where each number is read (Lightning 2.6 order: backward -> [AMP unscale] -> on_before_optimizer_step ->
+configure_gradient_clipping -> optimizer update -> on_train_batch_end):
 
-Custom clipping rules: if the LightningModule sets ``pl_module.clip_stats`` — a dict of 0-d tensors such as
-``{"clip/threshold": t, "clip/scale": s}`` — inside ``configure_gradient_clipping``, those are logged too.
+- pre-clip, in ``on_before_optimizer_step``: fully accumulated, all-reduced under DDP, unscaled under AMP;
+  computed once per step by ``pre_clip_grad_stats`` and shared with the divergence guard;
+- post-clip, in ``on_train_batch_end`` of the batch that stepped: the clipped gradients are still there
+  (they are zeroed in the next step's closure). Accumulation micro-batches that did not step are ignored.
+
+Every per-step number stays on device (running max, clipped count); one host transfer per logging step.
 """
 
 from __future__ import annotations
@@ -18,30 +20,54 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torch.optim import Optimizer
+from typing_extensions import override
 
-from src.callbacks.emit import emit, is_logging_step
+from src.callbacks.emit import check_interval, emit, is_logging_step
 from src.callbacks.grad_stats import GradStats, layer_grad_norms, pre_clip_grad_stats
 
-# a step counts as clipped when clipping shrank the total norm by more than float noise
-_CLIPPED_RTOL = 1e-6
+# a step counts as clipped when clipping shrank the total norm by more than float rounding
+CLIPPED_RTOL = 1e-6
 
 
 class GradNormMonitor(Callback):
+    """Logs, at every ``every_n_steps``-th optimizer step (0-based, so the gradient at initialisation is in):
+
+    - ``grad/norm_total_preclip`` and ``grad/norm_total_postclip``: 2-norm over all gradients;
+    - ``grad/clipped_fraction``: share of the optimizer steps since the last log whose norm clipping reduced;
+    - ``grad/norm_max_since_log``: largest pre-clip total norm since the last log (NaN-skipping max);
+    - ``grad/nonfinite_layers``: number of layers whose pre-clip gradient holds a NaN or inf;
+    - ``grad/layer/<module name>`` (``per_layer``): pre-clip norm of each module that owns parameters, in
+      network order (recurrent modules split per weight matrix, see ``grad_stats.parameter_layers``).
+
+    Custom clipping rules: a LightningModule whose ``configure_gradient_clipping`` sets the attribute
+    ``clip_stats`` to a dict of 0-d tensors (or floats), e.g. ``{"clip/threshold": t, "clip/scale": s}``,
+    gets those logged unchanged, under their own keys, at the same logging steps. The values of the step
+    being logged are used, so set them on every step (tensors, no ``.item()``: they reach the host here).
+
+    ``every_n_steps``: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
+    """
+
     def __init__(self, every_n_steps: int | None = None, per_layer: bool = True) -> None:
-        """``every_n_steps``: logging interval in optimizer steps (None: the Trainer's log_every_n_steps)."""
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = check_interval(every_n_steps)
         self.per_layer = per_layer
         self._pre: GradStats | None = None
+        self._reset()
+
+    def _reset(self) -> None:
         self._max: Tensor | None = None
         self._clipped: Tensor | None = None
         self._steps_since_log = 0
 
-    def _every(self, trainer: L.Trainer) -> int:
-        return self.every_n_steps or trainer.log_every_n_steps
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pre = None
+        self._reset()
 
+    @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         self._pre = pre_clip_grad_stats(trainer, pl_module, optimizer)
 
+    @override
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -49,14 +75,14 @@ class GradNormMonitor(Callback):
         if pre is None:  # an accumulation micro-batch: no optimizer step was taken
             return
         post = layer_grad_norms(pl_module).total_norm
-        clipped = (post < pre.total_norm * (1 - _CLIPPED_RTOL)).float()
+        clipped = (post < pre.total_norm * (1 - CLIPPED_RTOL)).float()
         if self._max is None or self._clipped is None:
-            self._max, self._clipped = pre.total_norm.clone(), clipped
+            self._max, self._clipped = pre.total_norm, clipped
         else:
-            self._max = torch.fmax(self._max, pre.total_norm)  # fmax: a NaN step does not hide later maxima
+            self._max = torch.fmax(self._max, pre.total_norm)  # fmax: one NaN step does not hide the others
             self._clipped = self._clipped + clipped
         self._steps_since_log += 1
-        if not is_logging_step(pre.step, self._every(trainer)):
+        if not is_logging_step(pre.step, self.every_n_steps or trainer.log_every_n_steps):
             return
         metrics: dict[str, Tensor | float] = {
             "grad/norm_total_preclip": pre.total_norm,
@@ -69,4 +95,4 @@ class GradNormMonitor(Callback):
             metrics.update(pre.as_dict("grad/layer/"))
         metrics.update(getattr(pl_module, "clip_stats", None) or {})
         emit(trainer, metrics, pre.step)
-        self._max, self._clipped, self._steps_since_log = None, None, 0
+        self._reset()

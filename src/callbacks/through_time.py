@@ -1,20 +1,19 @@
-"""ThroughTimeMonitor: ||dL/dh_t|| for every time step, and σ_max of every recurrent weight matrix.
+"""ThroughTimeMonitor: ||dL/dh_t|| for every time step t, and σ_max of every recurrent weight matrix.
 
-Backpropagation through time multiplies one Jacobian W_hhᵀ·diag(σ'(·)) per step, so the gradient reaching
-step t from a loss at the end shrinks or grows geometrically with T − t: the whole of the vanishing and
-exploding gradient problem in one picture. Pascanu, Mikolov & Bengio (2013) §2.1: with |σ'| ≤ γ, explosion
-*needs* σ_max(W_hh) > 1/γ (γ = 1 for tanh, 1/4 for sigmoid); σ_max < 1/γ is *sufficient* for vanishing.
+Backpropagation through time multiplies one Jacobian diag(σ'(a_t))·W_hh per step, so the gradient that
+reaches h_t from a loss at the end shrinks or grows geometrically with T − t: the vanishing and exploding
+gradient problem in one picture. Pascanu, Mikolov & Bengio (2013), §3.1: with |σ'| ≤ γ, σ_max(W_hh) < 1/γ
+is *sufficient* for the long-term components to vanish, so explosion *needs* σ_max(W_hh) > 1/γ;
+γ = 1 for tanh (threshold 1), γ = 1/4 for the logistic sigmoid (threshold 4). For ReLU, σ' ∈ {0, 1}, so the
+threshold is 1 as for tanh. For LSTM/GRU the stacked gate matrix's σ_max is logged; the bound is the
+vanilla RNN's and does not transfer directly (the cell state's additive path is what LSTMs add).
 
-Training stays on the fused kernels. On logging steps, before the optimizer update, the monitor runs one
-extra forward/backward over the same weights with every recurrent module swapped for an unrolled loop
-(src/callbacks/unrolled_rnn.py), and takes dL/dh_t with ``torch.autograd.grad`` with respect to the hidden
-states only: parameter gradients are never touched. The loss comes from ``loss_fn(pl_module, batch)`` when
-given, otherwise from ``pl_module.training_step(batch, 0)`` with ``pl_module.log`` silenced.
-
-Logged: ``time_grad/t=<t>`` (the last layer of the first recurrent module, every ``stride``-th step),
-``time_grad/ratio_first_last`` (||dL/dh_1|| / ||dL/dh_T||: ≪ 1 vanishing, ≫ 1 exploding),
-``rnn/sigma_max/<module>.weight_hh_l<k>``; every layer's full profile goes to ``through_time.csv`` in the
-trainer's log directory, and to a W&B line plot when a WandbLogger is attached. Rank 0 only.
+Training stays on the fused kernels. On logging steps, after backward and before clipping and the update,
+the monitor makes one extra forward/backward over the same weights with every recurrent module run by an
+unrolled loop (unrolled_rnn.py), in fp32 (autocast off), and takes dL/dh_t with ``torch.autograd.grad``
+with respect to the hidden states only: no parameter's ``.grad`` is touched. The RNG state and the
+module's buffers (BatchNorm running statistics) are restored afterwards, so a run with the monitor follows
+the same trajectory as one without.
 """
 
 from __future__ import annotations
@@ -30,30 +29,52 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 from torch.optim import Optimizer
+from typing_extensions import override
 
-from src.callbacks.emit import emit, is_logging_step
-from src.callbacks.unrolled_rnn import check_unrollable, unrolled_forward
+from src.callbacks.emit import check_interval, emit, is_logging_step
+from src.callbacks.unrolled_rnn import unroll_support, unrolled_forward
 
 LossFn = Callable[[L.LightningModule, Any], Tensor]
+Profiles = dict[tuple[str, int], Tensor]  # (module name, layer) -> (T,) ||dL/dh_t||
+
+
+def training_step_loss(pl_module: L.LightningModule, batch: Any) -> Tensor:
+    """The default diagnostic loss: ``pl_module.training_step(batch, 0)`` with ``log``/``log_dict`` silenced.
+
+    Accepts a returned tensor or a dict with a ``"loss"`` entry (Lightning's two conventions).
+    """
+    silent = lambda *args, **kwargs: None  # noqa: E731
+    pl_module.log, pl_module.log_dict = silent, silent  # type: ignore[method-assign]
+    try:
+        out = pl_module.training_step(batch, 0)
+    finally:
+        del pl_module.log, pl_module.log_dict  # the instance attributes go, the methods are back
+    return out["loss"] if isinstance(out, dict) else out
 
 
 @contextmanager
 def unrolled(modules: dict[str, nn.RNNBase]) -> Iterator[dict[str, list[list[Tensor]]]]:
-    """Within the block every module in ``modules`` runs the unrolled loop; its hidden states are collected."""
+    """Inside the block, each module in ``modules`` runs the unrolled loop and its hidden states are kept."""
     states: dict[str, list[list[Tensor]]] = {}
 
     def patched(name: str, rnn: nn.RNNBase) -> Callable[..., Any]:
-        def forward(input: Tensor, hx: Any = None) -> Any:
-            output, h_n, per_layer = unrolled_forward(rnn, input, hx)
+        fused = type(rnn).forward
+
+        def forward(input: Any, hx: Any = None) -> Any:
+            if isinstance(input, PackedSequence):  # variable lengths: not unrolled, the profile is skipped
+                return fused(rnn, input, hx)
+            output, hidden, per_layer = unrolled_forward(rnn, input, hx)
             states[name] = per_layer
-            return output, h_n
+            return output, hidden
 
         return forward
 
     for name, rnn in modules.items():
-        rnn.forward = patched(name, rnn)  # instance attribute shadows nn.RNNBase.forward
+        rnn.forward = patched(name, rnn)  # an instance attribute shadows the class's forward
     try:
         yield states
     finally:
@@ -61,73 +82,123 @@ def unrolled(modules: dict[str, nn.RNNBase]) -> Iterator[dict[str, list[list[Ten
             del rnn.forward
 
 
-def _default_loss(pl_module: L.LightningModule, batch: Any) -> Tensor:
-    pl_module.log = lambda *args, **kwargs: None  # type: ignore[method-assign]
-    try:
-        out = pl_module.training_step(batch, 0)
-    finally:
-        del pl_module.log  # the instance attribute goes, the class method is back
-    return out["loss"] if isinstance(out, dict) else out
+@contextmanager
+def side_effects_undone(module: nn.Module) -> Iterator[None]:
+    """Restore the RNG streams (dropout) and buffers (BatchNorm statistics) a diagnostic pass changed."""
+    buffers = [b.detach().clone() for b in module.buffers()]
+    devices = [d for d in {p.device for p in module.parameters()} if d.type == "cuda"]
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for buffer, saved in zip(module.buffers(), buffers, strict=True):
+                    buffer.copy_(saved)
 
 
 class ThroughTimeMonitor(Callback):
-    def __init__(self, every_n_steps: int | None = None, max_points: int = 64, loss_fn: LossFn | None = None) -> None:
-        """``max_points``: at most this many ``time_grad/t=<t>`` scalars per logging step (the CSV has all)."""
-        self.every_n_steps = every_n_steps
-        self.max_points = max_points
-        self.loss_fn = loss_fn or _default_loss
-        self._batch: Any = None
+    """At every ``every_n_steps``-th optimizer step (None: the Trainer's ``log_every_n_steps``), on rank 0:
 
+    - ``time_grad/t=<t>`` (t = 0 .. T−1, every ``ceil(T / max_points)``-th t, and always the last):
+      ||dL/dh_t|| of the top layer of the first recurrent module, over the batch of that step (its last
+      micro-batch under accumulation);
+    - ``time_grad/ratio_first_last``: ||dL/dh_0|| / ||dL/dh_(T−1)|| (≪ 1: vanishing, ≫ 1: exploding);
+    - ``rnn/sigma_max/<module>.weight_hh_l<k>``: largest singular value of each recurrent weight matrix;
+    - every layer's whole profile as rows (step, module, layer, t, grad_norm) of ``through_time.csv`` in the
+      trainer's log directory, and as a W&B line chart of log10 ||dL/dh_t|| (``time_grad/profile``) when a
+      WandbLogger is attached: exponential growth or decay is a straight line there.
+
+    ``loss_fn(pl_module, batch) -> Tensor`` gives the loss of the diagnostic pass; by default the module's
+    own ``training_step`` (see ``training_step_loss``). Bidirectional modules, LSTMs with ``proj_size`` and
+    packed sequences are not unrolled (σ_max is still logged). The pass runs on rank 0 alone, so a model
+    whose forward makes collective calls (SyncBatchNorm) needs ``every_n_steps`` set with care under DDP.
+    """
+
+    def __init__(self, every_n_steps: int | None = None, max_points: int = 64, loss_fn: LossFn | None = None) -> None:
+        if max_points < 2:
+            raise ValueError(f"max_points must be >= 2 (first and last step), got {max_points}")
+        self.every_n_steps = check_interval(every_n_steps)
+        self.max_points = max_points
+        self.loss_fn = loss_fn or training_step_loss
+        self.log_dir: Path | None = None
+        self._batch: Any = None
+        self._warned: set[str] = set()
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # trainer.log_dir broadcasts from rank 0: it has to be read here, where every rank takes part
+        log_dir = trainer.log_dir
+        self.log_dir = Path(log_dir if log_dir is not None else trainer.default_root_dir)
+
+    def _recurrent_modules(self, pl_module: L.LightningModule) -> dict[str, nn.RNNBase]:
+        modules = {}
+        for name, m in pl_module.named_modules():
+            if not isinstance(m, nn.RNNBase):
+                continue
+            reason = unroll_support(m)
+            if reason is None:
+                modules[name] = m
+            elif name not in self._warned:
+                self._warned.add(name)
+                rank_zero_warn(f"ThroughTimeMonitor: {name} is a {reason} module; its profile is not measured")
+        return modules
+
+    @override
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         every = self.every_n_steps or trainer.log_every_n_steps
-        self._batch = batch if trainer.is_global_zero and is_logging_step(trainer.global_step, every) else None
+        logging = trainer.is_global_zero and is_logging_step(trainer.global_step, every)
+        self._batch = batch if logging else None
 
+    @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         batch, self._batch = self._batch, None
-        modules = {n: m for n, m in pl_module.named_modules() if isinstance(m, nn.RNNBase)}
-        if batch is None or not modules:
+        if batch is None:
             return
-        for rnn in modules.values():
-            check_unrollable(rnn)
         step = trainer.global_step
         metrics: dict[str, Tensor | float] = {}
-        for name, rnn in modules.items():
-            for layer in range(rnn.num_layers):
-                w_hh = getattr(rnn, f"weight_hh_l{layer}").detach().float()
-                metrics[f"rnn/sigma_max/{name}.weight_hh_l{layer}"] = torch.linalg.matrix_norm(w_hh, ord=2)
-        profiles = self._profiles(pl_module, batch, modules)
-        first_name = next(iter(modules))
-        top = profiles[(first_name, modules[first_name].num_layers - 1)]
-        stride = max(1, math.ceil(len(top) / self.max_points))
-        for t in range(0, len(top), stride):
-            metrics[f"time_grad/t={t}"] = top[t]
-        metrics["time_grad/ratio_first_last"] = top[0] / top[-1].clamp_min(1e-30)
-        logged = emit(trainer, metrics, step)
-        if logged:
+        for name, m in pl_module.named_modules():
+            if isinstance(m, nn.RNNBase):
+                for layer in range(m.num_layers):
+                    w_hh = getattr(m, f"weight_hh_l{layer}").detach().float()
+                    metrics[f"rnn/sigma_max/{name}.weight_hh_l{layer}"] = torch.linalg.matrix_norm(w_hh, ord=2)
+        modules = self._recurrent_modules(pl_module)
+        profiles = self.profiles(pl_module, batch, modules) if modules else {}
+        if profiles:
+            first = next(iter(profiles))[0]
+            top = profiles[(first, max(layer for name, layer in profiles if name == first))]
+            stride = max(1, math.ceil(len(top) / self.max_points))
+            for t in sorted({*range(0, len(top), stride), len(top) - 1}):
+                metrics[f"time_grad/t={t}"] = top[t]
+            metrics["time_grad/ratio_first_last"] = top[0] / top[-1]
+        emit(trainer, metrics, step)
+        if profiles:
             self._write(trainer, step, profiles)
 
-    @torch.enable_grad()
-    def _profiles(
-        self, pl_module: L.LightningModule, batch: Any, modules: dict[str, nn.RNNBase]
-    ) -> dict[tuple[str, int], Tensor]:
-        with torch.autocast(device_type=pl_module.device.type, enabled=False), unrolled(modules) as states:
-            loss = self.loss_fn(pl_module, batch).float()
-        keys = [(name, layer) for name, layers in states.items() for layer in range(len(layers))]
-        flat = [h for name, layers in states.items() for hs in layers for h in hs]
-        grads = torch.autograd.grad(loss, flat, allow_unused=True)
-        norms = torch.stack([g.float().norm() if g is not None else flat[0].new_zeros(()) for g in grads])
-        steps = [len(states[name][layer]) for name, layer in keys]
-        return dict(zip(keys, norms.split(steps), strict=True))  # (name, layer) -> (T,)
+    def profiles(self, pl_module: L.LightningModule, batch: Any, modules: dict[str, nn.RNNBase]) -> Profiles:
+        """||dL/dh_t|| of every layer of every module in ``modules``, from one unrolled fp32 pass."""
+        with (
+            side_effects_undone(pl_module),
+            torch.enable_grad(),
+            torch.autocast(device_type=pl_module.device.type, enabled=False),
+            unrolled(modules) as states,
+        ):
+            loss = self.loss_fn(pl_module, batch)
+            keys = [(name, layer) for name, layers in states.items() for layer in range(len(layers))]
+            hidden = [h for name, layer in keys for h in states[name][layer]]
+            if not hidden or loss is None or not loss.requires_grad:
+                return {}
+            grads = torch.autograd.grad(loss.float(), hidden, allow_unused=True)
+        zero = hidden[0].new_zeros((), dtype=torch.float32)
+        sq = [g.float().square().sum() if g is not None else zero for g in grads]
+        norms = torch.stack(sq).sqrt()  # (sum of T over layers,)
+        lengths = [len(states[name][layer]) for name, layer in keys]
+        return dict(zip(keys, norms.split(lengths), strict=True))
 
-    def _write(self, trainer: L.Trainer, step: int, profiles: dict[tuple[str, int], Tensor]) -> None:
-        rows = [
-            (step, name, layer, t, value)
-            for (name, layer), profile in profiles.items()
-            for t, value in enumerate(profile.cpu().tolist())
-        ]
-        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+    def _write(self, trainer: L.Trainer, step: int, profiles: Profiles) -> None:
+        host = {key: p.tolist() for key, p in profiles.items()}  # one transfer per layer, logging steps only
+        log_dir = self.log_dir or Path(trainer.default_root_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         path = log_dir / "through_time.csv"
         new = not path.exists()
@@ -135,13 +206,18 @@ class ThroughTimeMonitor(Callback):
             writer = csv.writer(f)
             if new:
                 writer.writerow(["step", "module", "layer", "t", "grad_norm"])
-            writer.writerows(rows)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                import wandb
+            for (name, layer), values in host.items():
+                writer.writerows((step, name, layer, t, v) for t, v in enumerate(values))
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if wandb_loggers:
+            import wandb
 
-                name = next(iter(profiles))[0]
-                last = profiles[(name, max(layer for n, layer in profiles if n == name))]
-                table = wandb.Table(columns=["t", "grad_norm"], data=[[t, v] for t, v in enumerate(last.tolist())])
-                plot = wandb.plot.line(table, "t", "grad_norm", title=f"||dL/dh_t|| at step {step}")
-                logger.experiment.log({"time_grad/profile": plot, "trainer/global_step": step})
+            chart = wandb.plot.line_series(
+                xs=list(range(max(len(v) for v in host.values()))),
+                ys=[[math.log10(v) if v > 0 else float("nan") for v in values] for values in host.values()],
+                keys=[f"{name}.l{layer}" for name, layer in host],
+                title=f"log10 ||dL/dh_t|| at step {step}",
+                xname="t",
+            )
+            for logger in wandb_loggers:
+                logger.experiment.log({"time_grad/profile": chart, "trainer/global_step": step})

@@ -1,9 +1,9 @@
 """WeightMonitor: per-layer weight norms and update-to-weight ratios ||ΔW|| / ||W|| on logging steps.
 
-The seed article's second symptom of explosion is |W| growing monotonically instead of settling; the
-update ratio says how violently one optimizer step moves a layer (≈1e-3 is the usual healthy scale, a ratio
-near 1 means the step rewrote the layer). Weights are snapshotted only before a logging step's update;
-``weight/layer/<name>`` is the norm after that update.
+The seed article's symptom of explosion is |W| growing step after step instead of settling; the update
+ratio says how hard one optimizer step moves a layer (around 1e-3 is the usual healthy scale; a ratio near 1
+means the step rewrote the layer). The weights are copied only before a logging step's update, so steps in
+between cost nothing.
 """
 
 from __future__ import annotations
@@ -15,45 +15,55 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torch.optim import Optimizer
+from typing_extensions import override
 
-from src.callbacks.emit import emit, is_logging_step
+from src.callbacks.emit import check_interval, emit, is_logging_step
 from src.callbacks.grad_stats import layer_index
 
 
-def _layer_norms(tensors: list[Tensor], layer_of: list[int], n_layers: int) -> Tensor:
-    norms = torch.stack(torch._foreach_norm(tensors, 2.0, dtype=torch.float32))
-    sq = torch.zeros(n_layers, dtype=torch.float32, device=norms.device)
-    sq.index_add_(0, torch.tensor(layer_of, device=norms.device), norms.square())
-    return sq.sqrt()
-
-
 class WeightMonitor(Callback):
+    """At every ``every_n_steps``-th optimizer step s (None: the Trainer's ``log_every_n_steps``) logs
+
+    - ``weight/layer/<name>``: ||W_s||, the weights the step's gradient was computed at;
+    - ``update_ratio/layer/<name>``: ||W_(s+1) − W_s|| / ||W_s||, what the optimizer (after clipping) did.
+
+    Layers as in ``grad_stats.parameter_layers``: modules that own parameters, recurrent weights split.
+    Weights are identical on every DDP rank, so only rank 0 computes and logs.
+    """
+
     def __init__(self, every_n_steps: int | None = None) -> None:
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = check_interval(every_n_steps)
         self._before: list[Tensor] | None = None
         self._step = -1
 
+    @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         step = trainer.global_step
-        if is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
-            index = layer_index(pl_module)
-            self._before = [p.detach().clone() for p in index.params]
+        if trainer.is_global_zero and is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
+            self._before = [p.detach().clone() for p in layer_index(pl_module).params]
             self._step = step
 
+    @override
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self._before is None:
+        before, self._before = self._before, None
+        if before is None:  # not a logging step, or an accumulation micro-batch
             return
         index = layer_index(pl_module)
         after = [p.detach() for p in index.params]
-        n = len(index.names)
-        weight = _layer_norms(after, index.layer_of, n)
-        before = _layer_norms(self._before, index.layer_of, n)
-        update = _layer_norms(torch._foreach_sub(after, self._before), index.layer_of, n)
-        self._before = None
+        segments = index.segments((True,) * len(after), after[0].device)
+
+        def layer_norms(tensors: list[Tensor]) -> Tensor:  # (L,) sqrt of the sum of squared parameter norms
+            norms = torch.stack(torch._foreach_norm(tensors, 2.0, dtype=torch.float32))
+            squares = torch.zeros(len(index.names), dtype=torch.float32, device=norms.device)
+            return squares.index_add_(0, segments, norms.square()).sqrt()
+
+        weight = layer_norms(before)
+        update = layer_norms(torch._foreach_sub(after, before))
+        ratio = update / weight.clamp_min(torch.finfo(torch.float32).tiny)
         metrics: dict[str, Tensor | float] = {}
         for i, name in enumerate(index.names):
             metrics[f"weight/layer/{name}"] = weight[i]
-            metrics[f"update_ratio/layer/{name}"] = update[i] / before[i].clamp_min(1e-12)
+            metrics[f"update_ratio/layer/{name}"] = ratio[i]
         emit(trainer, metrics, self._step)
