@@ -91,7 +91,7 @@ def test_weight_norms_and_update_ratios(make_cfg):
         prefix = f"network.blocks.{i}.linear"
         w = torch.cat([snap.after[f"{prefix}.weight"].flatten(), snap.after[f"{prefix}.bias"].flatten()])
         w0 = torch.cat([snap.before[f"{prefix}.weight"].flatten(), snap.before[f"{prefix}.bias"].flatten()])
-        assert logged[f"weight/layer/{prefix}"] == pytest.approx(w.norm().item(), rel=1e-5)
+        assert logged[f"weight/layer/{prefix}"] == pytest.approx(w0.norm().item(), rel=1e-5)  # W_s, before
         assert logged[f"update_ratio/layer/{prefix}"] == pytest.approx(((w - w0).norm() / w0.norm()).item(), rel=1e-4)
 
 
