@@ -27,6 +27,11 @@ CELLS = {
 STEPS, BATCH, HIDDEN = 12, 4, 8
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # default_root_dir (through_time.csv without a file logger) is the cwd
+
+
 class SeqRegressor(L.LightningModule):
     """A recurrent module read at its last step by a linear head (BatchNorm in between), MSE loss."""
 
