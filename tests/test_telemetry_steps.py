@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from src.callbacks import ActivationMonitor, GradNormMonitor, WeightMonitor
+from src.callbacks.grad_stats import layer_grad_norms
 from tests.telemetry_helpers import GradientProbe, MemoryLogger
 
 N_SAMPLES, N_FEATURES = 64, 6
@@ -220,3 +221,33 @@ def test_seed_chain_in_a_plain_module():
     assert [logged[f"delta/layer/layers.{i}"] for i in range(20)] == [2.0 ** (19 - i) for i in range(20)]
     assert [logged[f"grad/layer/layers.{i}"] for i in range(20)] == [524288.0] * 20
     assert logged["grad/norm_total_preclip"] == pytest.approx(524288.0 * math.sqrt(20))
+
+
+@pytest.mark.parametrize(
+    ("module", "clip", "algorithm", "second_passes"),
+    [
+        (Regressor(), None, "norm", 0),  # untouched gradients: post = pre
+        (Regressor(), 0.3, "norm", 0),  # Lightning's norm clipping alone: post from torch's coefficient
+        (Regressor(), 0.02, "value", 4),  # elementwise: measured again
+        (Regressor(clip_rule=0.5), None, "norm", 4),  # a custom rule: measured again
+    ],
+)
+def test_post_clip_norm_is_measured_again_only_when_it_cannot_be_derived(
+    monkeypatch, module, clip, algorithm, second_passes
+):
+    import src.callbacks.post_clip as post_clip
+
+    calls = []
+
+    def counted(pl_module):
+        calls.append(1)
+        return layer_grad_norms(pl_module)
+
+    monkeypatch.setattr(post_clip, "layer_grad_norms", counted)
+    probe = GradientProbe()
+    logger, _ = fit(
+        [probe, GradNormMonitor()], 8, module=module, gradient_clip_val=clip, gradient_clip_algorithm=algorithm
+    )
+    assert len(calls) == second_passes
+    for step in range(4):
+        assert logger.steps[step]["grad/norm_total_postclip"] == pytest.approx(probe.post[step], rel=1e-5)

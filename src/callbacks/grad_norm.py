@@ -7,6 +7,8 @@ configure_gradient_clipping -> optimizer update -> on_train_batch_end):
   computed once per step by ``pre_clip_grad_stats`` and shared with the divergence guard;
 - post-clip, in ``on_train_batch_end`` of the batch that stepped: the clipped gradients are still there
   (they are zeroed in the next step's closure). Accumulation micro-batches that did not step are ignored.
+  Where no second pass is needed (no clipping, or Lightning's norm clipping alone) post_clip.py derives it
+  exactly from the pre-clip norm.
 
 Every per-step number stays on device (running max, clipped count); one host transfer per logging step.
 """
@@ -23,7 +25,8 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from src.callbacks.emit import check_interval, emit, is_logging_step
-from src.callbacks.grad_stats import GradStats, layer_grad_norms, pre_clip_grad_stats
+from src.callbacks.grad_stats import GradStats, pre_clip_grad_stats
+from src.callbacks.post_clip import PostClipNorm
 
 # a step counts as clipped when clipping shrank the total norm by more than float rounding
 CLIPPED_RTOL = 1e-6
@@ -51,12 +54,23 @@ class GradNormMonitor(Callback):
         self.every_n_steps = check_interval(every_n_steps)
         self.per_layer = per_layer
         self._pre: GradStats | None = None
+        self._post = PostClipNorm()
         self._reset()
 
     def _reset(self) -> None:
         self._max: Tensor | None = None
         self._clipped: Tensor | None = None
         self._steps_since_log = 0
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._post.detach()
+            self._post.attach(trainer)
+
+    @override
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._post.detach()
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -66,6 +80,7 @@ class GradNormMonitor(Callback):
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         self._pre = pre_clip_grad_stats(trainer, pl_module, optimizer)
+        self._post.start(self._pre.params, self._pre.total_norm)
 
     @override
     def on_train_batch_end(
@@ -74,7 +89,7 @@ class GradNormMonitor(Callback):
         pre, self._pre = self._pre, None
         if pre is None:  # an accumulation micro-batch: no optimizer step was taken
             return
-        post = layer_grad_norms(pl_module).total_norm
+        post = self._post.total(pl_module)
         clipped = (post < pre.total_norm * (1 - CLIPPED_RTOL)).float()
         if self._max is None or self._clipped is None:
             self._max, self._clipped = pre.total_norm, clipped

@@ -56,6 +56,7 @@ class GradStats:
     layer_names: list[str]
     layer_norms: Tensor  # (L,) 2-norm of each layer's gradient; 0 for layers without a gradient
     total_norm: Tensor  # () 2-norm over every gradient: what clip_grad_norm_ compares to its threshold
+    params: tuple[nn.Parameter, ...] = ()  # the parameters measured, in layer order
 
     def as_dict(self, prefix: str = "grad/layer/") -> dict[str, Tensor]:
         return {prefix + n: v for n, v in zip(self.layer_names, self.layer_norms.unbind(0), strict=True)}
@@ -97,12 +98,12 @@ def layer_grad_norms(module: nn.Module, step: int = -1) -> GradStats:
     grads = [p.grad for p in index.params if p.grad is not None]
     if not grads:
         zero = torch.zeros(len(index.names))
-        return GradStats(step, index.names, zero, zero.sum())
+        return GradStats(step, index.names, zero, zero.sum(), tuple(index.params))
     norms = torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float32))  # (P,) one fused launch
     device = norms.device
     layer_sq = torch.zeros(len(index.names), dtype=torch.float32, device=device)
     layer_sq.index_add_(0, index.segments(present, device), norms.square())
-    return GradStats(step, index.names, layer_sq.sqrt(), layer_sq.sum().sqrt())
+    return GradStats(step, index.names, layer_sq.sqrt(), layer_sq.sum().sqrt(), tuple(index.params))
 
 
 def pre_clip_grad_stats(trainer: object, pl_module: nn.Module, optimizer: object = None) -> GradStats:
