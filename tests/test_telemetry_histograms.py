@@ -25,7 +25,7 @@ def test_finite_histograms_count_what_they_cannot_bin():
     poisoned = torch.tensor([nan, inf, -inf, 0.0, 1.0, 1.0, 3.0])
     empty = torch.tensor([nan, inf])
     constant = torch.full((5,), 2.0)
-    h, e, c = finite_histograms([poisoned, empty, constant], bins=3)
+    h, e, c = finite_histograms([[poisoned], [empty], [constant[:2], constant[2:]]], bins=3)
     assert h.nonfinite == 3 and h.counts == [1.0, 2.0, 1.0] and h.edges == [0.0, 1.0, 2.0, 3.0]
     assert (h.num, h.total, h.total_sq) == (4, 5.0, 11.0)
     assert e.nonfinite == 2 and sum(e.counts) == 0 and e.num == 0

@@ -251,3 +251,19 @@ def test_post_clip_norm_is_measured_again_only_when_it_cannot_be_derived(
     assert len(calls) == second_passes
     for step in range(4):
         assert logger.steps[step]["grad/norm_total_postclip"] == pytest.approx(probe.post[step], rel=1e-5)
+
+
+def test_layer_index_follows_a_model_that_changes():
+    from src.callbacks.grad_stats import layer_index
+
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    assert layer_index(net).names == ["0", "1"]
+    assert layer_index(net) is layer_index(net)  # cached while nothing changes
+    net.add_module("2", nn.Linear(1, 1))
+    assert layer_index(net).names == ["0", "1", "2"]
+    net[0].requires_grad_(False)  # frozen: no longer a layer with a gradient
+    assert layer_index(net).names == ["1", "2"]
+    net[0].requires_grad_(True)
+    assert layer_index(net).names == ["0", "1", "2"]
+    net[1].weight = nn.Parameter(torch.zeros(1, 3))  # a replaced parameter is the one measured
+    assert any(p is net[1].weight for p in layer_index(net).params)

@@ -9,6 +9,7 @@ to every logger. Histograms go to W&B (``wandb.Histogram``, tagged ``grad_hist/<
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import lightning as L
@@ -35,38 +36,70 @@ class Histogram:
     nonfinite: int
 
 
-def finite_histograms(tensors: list[Tensor], bins: int) -> list[Histogram]:
-    """Histograms of flat fp32 tensors; two host transfers for the whole list, none per tensor."""
-    finite = [torch.isfinite(t) for t in tensors]
-    # range and moments of the finite values of every tensor, in one transfer
-    inf = torch.tensor(float("inf"), device=tensors[0].device)
-    stats = torch.stack(
-        [
-            torch.stack(
-                [
-                    torch.where(m, t, inf).min(),
-                    torch.where(m, t, -inf).max(),
-                    m.sum().float(),
-                    torch.where(m, t, 0).sum(),
-                    torch.where(m, t, 0).square().sum(),
-                ]
-            )
-            for t, m in zip(tensors, finite, strict=True)
-        ]
-    ).tolist()
-    counts, edges = [], []
-    for t, (lo, hi, *_) in zip(tensors, stats, strict=True):
+def _moments(t: Tensor) -> Tensor:
+    """(min, max, sum, sum of squares) of a flat fp32 tensor; all finite iff it holds no NaN/inf (or the
+    sum of squares overflowed, which the exact path below handles the same way)."""
+    lo, hi = torch.aminmax(t)
+    return torch.stack([lo, hi, t.sum(), torch.dot(t, t)])
+
+
+def _finite_moments(t: Tensor) -> Tensor:
+    """(min, max, sum, sum of squares, count) over the finite values only: the exact, slower path."""
+    finite = torch.isfinite(t)
+    inf = torch.full((), float("inf"), device=t.device)
+    kept = torch.where(finite, t, 0.0)
+    return torch.stack(
+        [torch.where(finite, t, inf).min(), torch.where(finite, t, -inf).max(), kept.sum(), kept.square().sum(),
+         finite.sum().float()]
+    )  # fmt: skip
+
+
+def finite_histograms(groups: list[list[Tensor]], bins: int) -> list[Histogram]:
+    """One histogram per group of tensors (e.g. a layer's weight and bias), over their finite values.
+
+    Common case, no NaN/inf anywhere: two host transfers for all groups together (ranges, then counts) and
+    four passes over the data (aminmax, sum, dot, histc). Tensors holding non-finite values take a third
+    transfer and a masked path, so those values are counted, and kept out of the bins and moments.
+    """
+    flat = [[t.detach().float().reshape(-1) for t in group if t.numel()] for group in groups]
+    tensors = [t for group in flat for t in group]
+    if not tensors:
+        return []
+    # per tensor: [min, max, sum, sum of squares, number of finite values]
+    fast = torch.stack([_moments(t) for t in tensors]).tolist()
+    moments = [[*row, float(t.numel())] for t, row in zip(tensors, fast, strict=True)]
+    bad = [i for i, row in enumerate(moments) if not all(map(math.isfinite, row))]
+    if bad:
+        exact = torch.stack([_finite_moments(tensors[i]) for i in bad]).tolist()
+        for i, row in zip(bad, exact, strict=True):
+            moments[i] = row
+    histograms, counts, first = [], [], 0
+    for group in flat:
+        rows, first = moments[first : first + len(group)], first + len(group)
+        lo, hi = min((r[0] for r in rows), default=math.inf), max((r[1] for r in rows), default=-math.inf)
         if not lo <= hi:  # no finite value at all: an empty histogram, the count says why
             lo, hi = 0.0, 1.0
         elif hi == lo:  # histc needs a range of positive width
             lo, hi = lo - 0.5, hi + 0.5
-        counts.append(torch.histc(t, bins=bins, min=lo, max=hi))  # histc ignores NaN and values out of range
-        edges.append(torch.linspace(lo, hi, bins + 1).tolist())
-    host_counts = torch.stack(counts).tolist() if counts else []
-    return [
-        Histogram(c, e, num, total, total_sq, t.numel() - int(num))
-        for c, e, t, (_, _, num, total, total_sq) in zip(host_counts, edges, tensors, stats, strict=True)
-    ]
+        # histc skips NaN and values outside [lo, hi]: the infinities fall out here
+        group_counts = torch.zeros(bins, device=tensors[0].device)
+        for t in group:
+            group_counts += torch.histc(t, bins=bins, min=lo, max=hi)
+        counts.append(group_counts)
+        num = sum(r[4] for r in rows)
+        histograms.append(
+            Histogram(
+                counts=[],
+                edges=torch.linspace(lo, hi, bins + 1).tolist(),
+                num=num,
+                total=sum(r[2] for r in rows),
+                total_sq=sum(r[3] for r in rows),
+                nonfinite=sum(t.numel() for t in group) - int(num),
+            )
+        )
+    for histogram, row in zip(histograms, torch.stack(counts).tolist(), strict=True):
+        histogram.counts = row
+    return histograms
 
 
 class HistogramMonitor(Callback):
@@ -88,16 +121,16 @@ class HistogramMonitor(Callback):
         if not trainer.is_global_zero or not is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
             return
         keys: list[tuple[str, str]] = []
-        tensors: list[Tensor] = []
+        groups: list[list[Tensor]] = []
         for layer in parameter_layers(pl_module):
             grads = [p.grad for p in layer.params if p.grad is not None]
-            for kind, parts in (("grad", grads), ("weight", [p.detach() for p in layer.params])):
+            for kind, parts in (("grad", grads), ("weight", list(layer.params))):
                 if parts:
                     keys.append((kind, layer.name))
-                    tensors.append(torch.cat([t.detach().float().flatten() for t in parts]))
-        if not tensors:
+                    groups.append(parts)
+        named = list(zip(keys, finite_histograms(groups, self.bins), strict=True))
+        if not named:
             return
-        named = list(zip(keys, finite_histograms(tensors, self.bins), strict=True))
         emit(trainer, {f"{kind}/nonfinite/{name}": h.nonfinite for (kind, name), h in named}, step)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):

@@ -33,37 +33,37 @@ class WeightMonitor(Callback):
 
     def __init__(self, every_n_steps: int | None = None) -> None:
         self.every_n_steps = check_interval(every_n_steps)
-        self._before: list[Tensor] | None = None
+        self._before: list[Tensor] | None = None  # a copy of W_s, only across a logging step's update
+        self._weight: Tensor | None = None  # (L,) ||W_s||
         self._step = -1
+
+    def _layer_norms(self, pl_module: L.LightningModule, tensors: list[Tensor]) -> Tensor:
+        """(L,) per layer: the square root of the sum of its parameters' squared norms."""
+        index = layer_index(pl_module)
+        norms = torch.stack(torch._foreach_norm(tensors, 2.0, dtype=torch.float32))
+        squares = torch.zeros(len(index.names), dtype=torch.float32, device=norms.device)
+        return squares.index_add_(0, index.segments((True,) * len(tensors), norms.device), norms.square()).sqrt()
 
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         step = trainer.global_step
         if trainer.is_global_zero and is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
-            self._before = [p.detach().clone() for p in layer_index(pl_module).params]
+            params = [p.detach() for p in layer_index(pl_module).params]
+            self._weight = self._layer_norms(pl_module, params)
+            self._before = torch._foreach_mul(params, 1.0)  # one copy, one (multi-tensor) kernel
             self._step = step
 
     @override
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        before, self._before = self._before, None
-        if before is None:  # not a logging step, or an accumulation micro-batch
+        before, weight, self._before, self._weight = self._before, self._weight, None, None
+        if before is None or weight is None:  # not a logging step, or an accumulation micro-batch
             return
         index = layer_index(pl_module)
-        after = [p.detach() for p in index.params]
-        segments = index.segments((True,) * len(after), after[0].device)
-
-        def layer_norms(tensors: list[Tensor]) -> Tensor:  # (L,) sqrt of the sum of squared parameter norms
-            norms = torch.stack(torch._foreach_norm(tensors, 2.0, dtype=torch.float32))
-            squares = torch.zeros(len(index.names), dtype=torch.float32, device=norms.device)
-            return squares.index_add_(0, segments, norms.square()).sqrt()
-
-        weight = layer_norms(before)
-        update = layer_norms(torch._foreach_sub(after, before))
+        torch._foreach_sub_(before, [p.detach() for p in index.params])  # W_s − W_(s+1), in place
+        update = self._layer_norms(pl_module, before)
         ratio = update / weight.clamp_min(torch.finfo(torch.float32).tiny)
-        metrics: dict[str, Tensor | float] = {}
-        for i, name in enumerate(index.names):
-            metrics[f"weight/layer/{name}"] = weight[i]
-            metrics[f"update_ratio/layer/{name}"] = ratio[i]
-        emit(trainer, metrics, self._step)
+        values = torch.cat([weight, ratio]).tolist()  # one transfer
+        keys = [f"weight/layer/{n}" for n in index.names] + [f"update_ratio/layer/{n}" for n in index.names]
+        emit(trainer, dict(zip(keys, values, strict=True)), self._step)
