@@ -191,14 +191,16 @@ def test_every_n_steps_must_be_positive():
         GradNormMonitor(every_n_steps=0)
 
 
-def test_seed_chain_in_a_plain_module():
-    # the seed article's scalar chain written from scratch: depth 20, w = 2, x = 1, L = output
+@pytest.mark.parametrize(("depth", "w"), [(20, 2.0), (100, 0.5)])
+def test_seed_chain_in_a_plain_module(depth, w):
+    # the seed article's scalar chain written from scratch: x = 1, L = output, δ_l = w^(n-l), ∂L/∂w_l = w^(n-1);
+    # at w = 0.5, depth 100 the first δ is 2^-99 ≈ 1.6e-30: its square underflows float32, the log must not
     class Chain(L.LightningModule):
         def __init__(self) -> None:
             super().__init__()
-            self.layers = nn.Sequential(*(nn.Linear(1, 1, bias=False) for _ in range(20)))
+            self.layers = nn.Sequential(*(nn.Linear(1, 1, bias=False) for _ in range(depth)))
             for layer in self.layers:
-                nn.init.constant_(layer.weight, 2.0)
+                nn.init.constant_(layer.weight, w)
 
         def training_step(self, batch, batch_idx):
             return self.layers(batch[0]).sum()
@@ -218,9 +220,10 @@ def test_seed_chain_in_a_plain_module():
     )
     trainer.fit(Chain(), DataLoader(TensorDataset(torch.ones(1, 1)), batch_size=1))
     logged = logger.steps[0]
-    assert [logged[f"delta/layer/layers.{i}"] for i in range(20)] == [2.0 ** (19 - i) for i in range(20)]
-    assert [logged[f"grad/layer/layers.{i}"] for i in range(20)] == [524288.0] * 20
-    assert logged["grad/norm_total_preclip"] == pytest.approx(524288.0 * math.sqrt(20))
+    assert [logged[f"delta/layer/layers.{i}"] for i in range(depth)] == [w ** (depth - 1 - i) for i in range(depth)]
+    if w == 2.0:
+        assert [logged[f"grad/layer/layers.{i}"] for i in range(depth)] == [524288.0] * depth
+        assert logged["grad/norm_total_preclip"] == pytest.approx(524288.0 * math.sqrt(depth))
 
 
 @pytest.mark.parametrize(

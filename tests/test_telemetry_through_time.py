@@ -145,6 +145,18 @@ def test_tanh_rnn_below_the_pascanu_bound_decays_at_least_geometrically():
     assert logged["rnn/sigma_max/rnn.weight_hh_l0"] == pytest.approx(0.5, rel=1e-5)
 
 
+def test_profiles_far_below_float32_squares_are_not_flushed_to_zero():
+    # σ_max = 0.3 over 38 steps: ||dL/dh_0|| ends near 1e-22, entries of ~1e-23 whose squares (~1e-46)
+    # are below even float32's denormals: accumulated in float32 the norm would read 0
+    module = SeqRegressor("rnn_tanh")
+    with torch.no_grad():
+        nn.init.orthogonal_(module.rnn.weight_hh_l0, gain=0.3)
+    logged = fit(module, [ThroughTimeMonitor(every_n_steps=1)], loader(steps=38)).steps[0]
+    grad = profile(logged, steps=38)
+    assert 0 < grad[0] < 1e-21
+    assert all(0 < a < b for a, b in itertools.pairwise(grad))
+
+
 def test_csv_has_every_layer_and_the_scalars_follow_the_stride(tmp_path: Path):
     monitor = ThroughTimeMonitor(every_n_steps=2, max_points=5)
     logger = fit(SeqRegressor("lstm", num_layers=2), [monitor], max_steps=3, loggers=[CSVLogger(tmp_path)])

@@ -23,6 +23,7 @@ from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
 from src.callbacks.emit import check_interval, emit, is_logging_step
+from src.callbacks.grad_stats import squared_norm
 
 
 def parameter_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -60,7 +61,7 @@ class _Moments:
         self.count = total
 
     def add_delta(self, grad: Tensor) -> None:
-        sq = grad.detach().float().square().sum()
+        sq = squared_norm(grad)
         self.delta_sq = sq if self.delta_sq is None else self.delta_sq + sq
 
 

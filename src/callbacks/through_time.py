@@ -36,6 +36,7 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from src.callbacks.emit import check_interval, emit, is_logging_step
+from src.callbacks.grad_stats import squared_norm
 from src.callbacks.unrolled_rnn import unroll_support, unrolled_forward
 
 LossFn = Callable[[L.LightningModule, Any], Tensor]
@@ -190,9 +191,8 @@ class ThroughTimeMonitor(Callback):
             if not hidden or loss is None or not loss.requires_grad:
                 return {}
             grads = torch.autograd.grad(loss.float(), hidden, allow_unused=True)
-        zero = hidden[0].new_zeros((), dtype=torch.float32)
-        sq = [g.float().square().sum() if g is not None else zero for g in grads]
-        norms = torch.stack(sq).sqrt()  # (sum of T over layers,)
+        zero = torch.zeros((), device=hidden[0].device)
+        norms = torch.stack([squared_norm(g).float() if g is not None else zero for g in grads]).sqrt()
         lengths = [len(states[name][layer]) for name, layer in keys]
         return dict(zip(keys, norms.split(lengths), strict=True))
 
