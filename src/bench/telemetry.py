@@ -1,0 +1,211 @@
+"""What gradient telemetry costs: training steps/s with and without it, side by side in one run.
+
+    python scripts/bench.py telemetry [--steps 250] [--repeats 5] [--models mlp rnn] [--out bench.json]
+
+Variants, each on the same model, data, Trainer settings and logger (a W&B run, offline, in a temp dir):
+
+- ``none``: no telemetry;
+- ``default``: the monitors of conf/callbacks/default.yaml, with their configured intervals;
+- ``lightning_recipe``: Lightning's documented recipe, ``self.log_dict(grad_norm(self, norm_type=2))`` in
+  ``on_before_optimizer_step`` (a Python loop of per-parameter norms, one host sync each);
+- ``watch_1`` / ``watch_50``: ``wandb.watch(model, log="all", log_freq=1 | 50)``.
+
+Models: a 50-layer width-256 tanh MLP and a tanh RNN (hidden 128) over T = 100 steps. Each run times
+``--steps`` optimizer steps after ``--warmup`` steps; runs are interleaved (every variant once per repeat,
+the order rotated) and the median of the repeats is reported, with its ratio to ``none``. Trainer:
+``log_every_n_steps=25`` (the project default), so a 250-step window holds the same share of logging,
+histogram and through-time steps as a long run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import grad_norm
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from src.config import CONF_DIR
+
+VARIANTS = ("none", "default", "lightning_recipe", "watch_1", "watch_50")
+LOG_EVERY_N_STEPS = 25
+
+
+class Regression(L.LightningModule):
+    def __init__(self, network: nn.Module, sequence: bool) -> None:
+        super().__init__()
+        self.network, self.sequence = network, sequence
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.sequence:
+            out, _ = self.network[0](x)  # (B, T, H)
+            return self.network[1](out[:, -1])
+        return self.network(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = nn.functional.mse_loss(self(x), y)
+        self.log("train/loss", loss)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=1e-3)
+
+
+def mlp() -> nn.Module:
+    layers: list[nn.Module] = []
+    for _ in range(50):
+        layers += [nn.Linear(256, 256), nn.Tanh()]
+    return nn.Sequential(*layers, nn.Linear(256, 1))
+
+
+def rnn() -> nn.Module:
+    return nn.Sequential(nn.RNN(8, 128, batch_first=True), nn.Linear(128, 1))
+
+
+MODELS: dict[str, tuple[Callable[[], nn.Module], bool, tuple[int, ...]]] = {
+    # name: (network, is a sequence model, input shape of one batch)
+    "mlp": (mlp, False, (64, 256)),
+    "rnn": (rnn, True, (32, 100, 8)),
+}
+
+
+def batches(shape: tuple[int, ...], n: int, device: torch.device) -> list[tuple[Tensor, Tensor]]:
+    """``n`` distinct batches made up front on the device: the loop measures training, not data."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    out = []
+    for _ in range(n):
+        x = torch.randn(shape, generator=g)
+        out.append((x.to(device), x.flatten(1).mean(1, keepdim=True).to(device)))
+    return out
+
+
+class LightningRecipe(L.Callback):
+    """Lightning's documented way to watch gradient norms (LightningModule.on_before_optimizer_step docs)."""
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        pl_module.log_dict(grad_norm(pl_module, norm_type=2))
+
+
+class StepTimer(L.Callback):
+    """Wall time of the optimizer steps after ``warmup``, up to the end of the last one."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.steps = warmup, 0.0, 0.0, 0
+
+    def _sync(self, pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        if trainer.global_step == self.warmup:
+            self._sync(pl_module)
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sync(pl_module)
+        self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / (self.end - self.start)
+
+
+def default_monitors() -> list[L.Callback]:
+    """The telemetry entries of conf/callbacks/default.yaml, as a run would build them."""
+    cfg = OmegaConf.load(Path(CONF_DIR) / "callbacks" / "default.yaml")
+    return [instantiate(c) for c in cfg.values() if c and str(c._target_).startswith("src.callbacks.")]
+
+
+def run_once(model: str, variant: str, steps: int, warmup: int, run: Any, accelerator: str, save_dir: Path) -> float:
+    make, sequence, shape = MODELS[model]
+    torch.manual_seed(0)
+    module = Regression(make(), sequence)
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    data = batches(shape, 16, device)
+    timer = StepTimer(warmup)
+    callbacks: list[L.Callback] = [timer]
+    if variant == "default":
+        callbacks += default_monitors()
+    elif variant == "lightning_recipe":
+        callbacks.append(LightningRecipe())
+    elif variant.startswith("watch_"):
+        run.watch(module, log="all", log_freq=int(variant.removeprefix("watch_")))
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        max_steps=warmup + steps,
+        log_every_n_steps=LOG_EVERY_N_STEPS,
+        logger=WandbLogger(experiment=run, save_dir=save_dir),
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=save_dir,
+    )
+    # the batches are already on the device: an epoch is 16 of them, cycled until max_steps
+    loader = torch.utils.data.DataLoader(data, batch_size=None)
+    try:
+        trainer.fit(module, loader)
+    finally:
+        if variant.startswith("watch_"):
+            run.unwatch(module)
+    return timer.steps_per_s
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench.py telemetry", description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--steps", type=int, default=250, help="timed optimizer steps per run")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed optimizer steps first")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved runs per (model, variant)")
+    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    if "none" not in args.variants:
+        parser.error("the 'none' variant is the baseline of every ratio")
+
+    import logging
+
+    import wandb
+
+    for name in ("lightning.pytorch", "lightning.fabric"):  # one line per run is enough
+        logging.getLogger(name).setLevel(logging.WARNING)
+    results: dict[str, dict[str, list[float]]] = {m: {v: [] for v in args.variants} for m in args.models}
+    with tempfile.TemporaryDirectory() as tmp:
+        run = wandb.init(mode="offline", dir=tmp, project="gradlab-bench", settings=wandb.Settings(silent=True))
+        try:
+            for repeat in range(args.repeats):
+                for model in args.models:
+                    k = repeat % len(args.variants)  # rotate the order: no variant always runs first
+                    for variant in args.variants[k:] + args.variants[:k]:
+                        sps = run_once(model, variant, args.steps, args.warmup, run, args.accelerator, Path(tmp))
+                        results[model][variant].append(sps)
+                        print(f"repeat {repeat} {model:4s} {variant:17s} {sps:8.1f} steps/s", flush=True)
+        finally:
+            run.finish()
+    device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"\nmedian of {args.repeats} interleaved runs, {args.steps} timed steps each, {device}")
+    print(f"{'model':6s} {'variant':17s} {'steps/s':>9s} {'vs none':>8s}")
+    summary = {}
+    for model, by_variant in results.items():
+        base = statistics.median(by_variant["none"])
+        for variant, values in by_variant.items():
+            median = statistics.median(values)
+            summary[f"{model}/{variant}"] = {"steps_per_s": median, "ratio": median / base, "runs": values}
+            print(f"{model:6s} {variant:17s} {median:9.1f} {median / base:8.3f}")
+    if args.out:
+        args.out.write_text(json.dumps({"device": device, "steps": args.steps, "results": summary}, indent=2))
+    return 0
