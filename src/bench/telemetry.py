@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from src.config import CONF_DIR
 
+TELEMETRY_CLASSES = ("GradNormMonitor", "WeightMonitor", "ActivationMonitor", "ThroughTimeMonitor", "HistogramMonitor")
 VARIANTS = ("none", "default", "lightning_recipe", "watch_1", "watch_50")
 LOG_EVERY_N_STEPS = 25
 
@@ -122,10 +123,15 @@ class StepTimer(L.Callback):
         return self.steps / (self.end - self.start)
 
 
+TELEMETRY = {f"src.callbacks.{name}" for name in TELEMETRY_CLASSES}
+
+
 def default_monitors() -> list[L.Callback]:
-    """The telemetry entries of conf/callbacks/default.yaml, as a run would build them."""
-    cfg = OmegaConf.load(Path(CONF_DIR) / "callbacks" / "default.yaml")
-    return [instantiate(c) for c in cfg.values() if c and str(c._target_).startswith("src.callbacks.")]
+    """The telemetry entries of conf/callbacks/default.yaml, as a run would build them (checkpointing,
+    progress bar and divergence guard are not telemetry: they stay out of every variant)."""
+    entries = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "callbacks" / "default.yaml"), resolve=False)
+    assert isinstance(entries, dict)
+    return [instantiate(c) for c in entries.values() if isinstance(c, dict) and c.get("_target_") in TELEMETRY]
 
 
 def run_once(model: str, variant: str, steps: int, warmup: int, run: Any, accelerator: str, save_dir: Path) -> float:
