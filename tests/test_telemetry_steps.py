@@ -135,6 +135,13 @@ def test_16_mixed_reads_unscaled_gradients():
         assert b[key] == pytest.approx(a[key], rel=2e-2), key
 
 
+def test_bf16_mixed_matches_fp32():
+    fp32, _ = fit(monitors(), 16, max_steps=1)
+    bf16, _ = fit(monitors(), 16, max_steps=1, precision="bf16-mixed")
+    for key in ("grad/norm_total_preclip", "grad/layer/net.0", "delta/layer/net.0", "weight/layer/net.2"):
+        assert bf16.steps[0][key] == pytest.approx(fp32.steps[0][key], rel=5e-2), key
+
+
 def reference_activations(module: Regressor, x: Tensor, y: Tensor) -> dict[str, float]:
     """Mean/std of every Linear's output and ||dL/d output||, from a forward pass written out by hand."""
     outputs, h = {}, x
