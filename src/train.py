@@ -21,6 +21,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.callbacks import DivergenceGuard, GradNormMonitor
 from src.config.validate import validate
 from src.console import print_config_tree, print_run_summary
 from src.data.task import Task
@@ -112,7 +113,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     start = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         wall = time.perf_counter() - start
         metrics = _floats(trainer.callback_metrics)
         if not trainer.fast_dev_run:  # score the final weights on the fixed held-out sets
@@ -122,6 +123,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 trainer.test(module, datamodule=datamodule, verbose=False)
                 metrics.update(_floats(trainer.callback_metrics))
         summary = run_summary(cfg, trainer, task, run_dir, wall, metrics)
+        summary.update(gradient_summary(callbacks))
         summary["config"] = config
         _finish_loggers(loggers, summary)
         if trainer.is_global_zero:
@@ -133,6 +135,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         import wandb
 
         wandb.finish()
+
+
+def gradient_summary(callbacks: list[Any]) -> dict[str, Any]:
+    """Run status and gradient totals from the guard and the norm monitor, when they are attached."""
+    out: dict[str, Any] = {}
+    for cb in callbacks:
+        if isinstance(cb, GradNormMonitor):
+            out.update(cb.run_totals())
+        if isinstance(cb, DivergenceGuard):
+            out["skipped_steps"] = cb.skipped_steps
+            out["guard_events"] = cb.events[:50]
+            if cb.diverged:
+                assert cb.divergence is not None
+                out["status"] = "diverged"
+                out["divergence"] = {k: v for k, v in cb.divergence.items() if k != "history"}
+    return out
 
 
 def run_status(trainer: L.Trainer) -> str:
@@ -169,8 +187,20 @@ def _finish_loggers(loggers: list[Logger], summary: dict[str, Any]) -> None:
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger.experiment is not None and hasattr(logger.experiment, "dir"):
             run = logger.experiment
-            for key in ("status", "steps", "steps_per_s", "beats_baseline", "baseline"):
-                run.summary[key] = summary[key]
+            for key in (
+                "status",
+                "steps",
+                "steps_per_s",
+                "beats_baseline",
+                "baseline",
+                "max_grad_norm",
+                "steps_clipped",
+            ):
+                if key in summary:
+                    run.summary[key] = summary[key]
+            if summary.get("divergence"):
+                run.summary["divergence_step"] = summary["divergence"]["step"]
+                run.summary["divergence_reason"] = summary["divergence"]["reason"]
             summary["wandb_mode"] = run.settings.mode
             summary["wandb_dir"] = str(Path(run.dir).parent)
         logger.finalize("success")

@@ -40,6 +40,8 @@ def compose_cfg(run_dir: Path, overrides: list[str], fast: bool = True) -> DictC
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
         cfg.hydra.job.num = 0
+        # pinned: ${hydra:...} resolves against the HydraConfig singleton, which the next compose replaces
+        cfg.paths.output_dir = str(run_dir)
     HydraConfig.instance().set_config(cfg)
     return cfg
 

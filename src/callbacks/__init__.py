@@ -1,9 +1,19 @@
 """Lightning callbacks for gradient telemetry and divergence handling, reusable in any Lightning project."""
 
 from src.callbacks.activations import ActivationMonitor
+from src.callbacks.checkpoint import FiniteModelCheckpoint
+from src.callbacks.divergence import DivergenceGuard
 from src.callbacks.grad_norm import GradNormMonitor
 from src.callbacks.histograms import HistogramMonitor
 from src.callbacks.through_time import ThroughTimeMonitor
 from src.callbacks.weights import WeightMonitor
 
-__all__ = ["ActivationMonitor", "GradNormMonitor", "HistogramMonitor", "ThroughTimeMonitor", "WeightMonitor"]
+__all__ = [
+    "ActivationMonitor",
+    "DivergenceGuard",
+    "FiniteModelCheckpoint",
+    "GradNormMonitor",
+    "HistogramMonitor",
+    "ThroughTimeMonitor",
+    "WeightMonitor",
+]

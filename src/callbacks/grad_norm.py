@@ -56,6 +56,8 @@ class GradNormMonitor(Callback):
         self._pre: GradStats | None = None
         self._post = PostClipNorm()
         self._reset()
+        self._run: Tensor | None = None  # (max pre-clip norm, steps clipped) over the whole fit, on device
+        self.run_steps = 0
 
     def _reset(self) -> None:
         self._max: Tensor | None = None
@@ -76,6 +78,14 @@ class GradNormMonitor(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pre = None
         self._reset()
+        self._run, self.run_steps = None, 0
+
+    def run_totals(self) -> dict[str, float]:
+        """Largest pre-clip total norm and number of clipped steps over the whole fit (one host transfer)."""
+        if self._run is None:
+            return {"max_grad_norm": float("nan"), "steps_clipped": 0, "optimizer_steps": 0}
+        max_norm, clipped = self._run.tolist()
+        return {"max_grad_norm": max_norm, "steps_clipped": int(clipped), "optimizer_steps": self.run_steps}
 
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
@@ -97,6 +107,13 @@ class GradNormMonitor(Callback):
             self._max = torch.fmax(self._max, pre.total_norm)  # fmax: one NaN step does not hide the others
             self._clipped = self._clipped + clipped
         self._steps_since_log += 1
+        step_totals = torch.stack([pre.total_norm.float(), clipped])
+        self._run = (
+            step_totals
+            if self._run is None
+            else torch.stack([torch.fmax(self._run[0], step_totals[0]), self._run[1] + step_totals[1]])
+        )
+        self.run_steps += 1
         if not is_logging_step(pre.step, self.every_n_steps or trainer.log_every_n_steps):
             return
         metrics: dict[str, Tensor | float] = {

@@ -110,6 +110,7 @@ class TrainConf:
     group: str | None = None
     tags: list[str] = field(default_factory=list)
     test: bool = True
+    ckpt_path: str | None = None
 
 
 def register_schemas() -> None:

@@ -1,0 +1,82 @@
+"""A flight recorder: the last N optimizer steps of loss, total and per-layer gradient norms, kept on device.
+
+Recording is a copy into a preallocated ring buffer (no host sync); the buffer reaches the host only when a
+run diverges, to explain it: the step, the first layer (network order) whose gradient went non-finite, the
+layer whose gradient norm grew most against its own recent median, and the norms leading up to it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from src.callbacks.grad_stats import GradStats
+
+
+class FlightRecorder:
+    def __init__(self, steps: int = 100) -> None:
+        self.capacity = steps
+        self.names: list[str] = []
+        self._rows: Tensor | None = None  # (capacity, 3 + L): step, loss, total norm, layer norms
+        self._count = 0
+
+    def record(self, step: int, loss: Tensor, stats: GradStats) -> None:
+        if self._rows is None or self._rows.shape[1] != 3 + len(stats.layer_names):
+            self.names = list(stats.layer_names)
+            self._rows = torch.full((self.capacity, 3 + len(self.names)), float("nan"), device=stats.total_norm.device)
+            self._count = 0
+        row = self._rows[self._count % self.capacity]
+        row[0] = step
+        row[1] = loss
+        row[2] = stats.total_norm
+        row[3:] = stats.layer_norms
+        self._count += 1
+
+    def history(self) -> list[list[float]]:
+        """Recorded rows in step order (host copy)."""
+        if self._rows is None:
+            return []
+        n = min(self._count, self.capacity)
+        start = self._count % self.capacity if self._count > self.capacity else 0
+        order = [(start + i) % self.capacity for i in range(n)]
+        return self._rows[order].cpu().tolist()
+
+    def diagnose(self, step: int, reason: str) -> dict[str, Any]:
+        rows = self.history()
+        last = next((r for r in reversed(rows) if int(r[0]) == step), None)
+        before = [r for r in rows if int(r[0]) < step and all(math.isfinite(v) for v in r[2:])]
+        nonfinite = (
+            [] if last is None else [n for n, v in zip(self.names, last[3:], strict=True) if not math.isfinite(v)]
+        )
+        spike_layer, spike_ratio = None, None
+        if last is not None and before:
+            ratios = []
+            for i, name in enumerate(self.names):
+                past = sorted(r[3 + i] for r in before[-20:])
+                median = past[len(past) // 2]
+                value = last[3 + i]
+                ratio = value / median if math.isfinite(value) and median > 0 else math.inf
+                ratios.append((ratio, name))
+            finite = [(r, n) for r, n in ratios if math.isfinite(r)]
+            if finite:
+                spike_ratio, spike_layer = max(finite)
+        return {
+            "step": step,
+            "reason": reason,
+            "first_nonfinite_layer": nonfinite[0] if nonfinite else None,
+            "nonfinite_layers": nonfinite,
+            "spike_layer": spike_layer,
+            "spike_ratio_vs_median": spike_ratio,
+            "loss_at_step": None if last is None else last[1],
+            "grad_norm_at_step": None if last is None else last[2],
+            "last_finite_grad_norm": before[-1][2] if before else None,
+            "history": {
+                "step": [int(r[0]) for r in rows],
+                "loss": [r[1] for r in rows],
+                "grad_norm": [r[2] for r in rows],
+                "layers": {name: [r[3 + i] for r in rows] for i, name in enumerate(self.names)},
+            },
+        }
