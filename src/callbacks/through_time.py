@@ -192,7 +192,8 @@ class ThroughTimeMonitor(Callback):
                 return {}
             grads = torch.autograd.grad(loss.float(), hidden, allow_unused=True)
         zero = torch.zeros((), device=hidden[0].device)
-        norms = torch.stack([squared_norm(g).float() if g is not None else zero for g in grads]).sqrt()
+        # the square root before the cast: squared norms below 1e-38 do not survive float32
+        norms = torch.stack([squared_norm(g).sqrt().float() if g is not None else zero for g in grads])
         lengths = [len(states[name][layer]) for name, layer in keys]
         return dict(zip(keys, norms.split(lengths), strict=True))
 
