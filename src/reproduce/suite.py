@@ -1,0 +1,119 @@
+"""The reproduction suite: one experiment config each (conf/experiment/), run as a Hydra multirun.
+
+The experiment configs hold the full-size settings (``python scripts/train.py -m experiment=NAME``). The
+``quick`` scale shrinks steps, widths and sequence lengths so that the whole suite fits in 45 minutes on a
+2-core CPU; ``paper`` runs the configs as written.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from src.config import CONF_DIR
+
+REPO = CONF_DIR.parent
+
+# every scale: the multirun prints one line per job instead of a progress bar
+ALWAYS = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+# quick scale: local CSV only (W&B offline start-up costs seconds per run), no histograms or checkpoints
+# (the report reads summary.json and csv/metrics.csv only)
+QUICK_COMMON = ["logger=csv", "callbacks.histograms=null", "callbacks.model_checkpoint=null"]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    quick: list[str] = field(default_factory=list)  # overrides of the quick scale, on top of the config
+
+
+EXPERIMENTS: list[Experiment] = [
+    Experiment("seed_chain", "Seed numbers: the scalar chain"),
+    Experiment(
+        "init_study",
+        "Initialisation: N(0,1) vs Xavier vs He",
+        ["trainer.max_steps=150", "data.batches_per_epoch=50", "data.val_size=512", "data.test_size=512"],
+    ),
+    Experiment(
+        "norm_residual",
+        "Normalisation and residual connections at depth 50",
+        ["trainer.max_steps=600", "data.batches_per_epoch=50", "data.val_size=512", "data.test_size=512"],
+    ),
+    Experiment(
+        "activations",
+        "Activations at depth 20",
+        ["trainer.max_steps=400", "data.batches_per_epoch=50", "data.val_size=512", "data.test_size=512"],
+    ),
+    Experiment(
+        "recurrent_adding",
+        "Recurrent long dependencies: adding problem",
+        [
+            "model.hidden_size=64",
+            "trainer.max_steps=600",
+            "data.batches_per_epoch=50",
+            "data.val_size=512",
+            "test=false",
+        ],
+    ),
+    Experiment(
+        "recurrent_copy",
+        "Recurrent long dependencies: copy memory",
+        [
+            "model.hidden_size=64",
+            "data.seq_len=20",
+            "trainer.max_steps=600",
+            "data.batches_per_epoch=50",
+            "data.val_size=512",
+            "test=false",
+        ],
+    ),
+    Experiment(
+        "clip_sweep",
+        "Clipping threshold sweep",
+        ["trainer.max_steps=1000", "data.batches_per_epoch=50", "data.val_size=512", "test=false"],
+    ),
+]
+BY_NAME = {e.name: e for e in EXPERIMENTS}
+
+
+def command(experiment: Experiment, sweep_dir: Path, scale: str, extra: list[str]) -> list[str]:
+    """The ``scripts/train.py -m`` command line of one experiment at one scale."""
+    overrides = ALWAYS + ((QUICK_COMMON + experiment.quick) if scale == "quick" else [])
+    return [
+        sys.executable,
+        str(REPO / "scripts" / "train.py"),
+        "-m",
+        f"experiment={experiment.name}",
+        *overrides,
+        *extra,
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+
+
+def run_experiment(experiment: Experiment, root: Path, scale: str, extra: list[str] | None = None) -> float:
+    """Run one experiment's sweep into ``root/NAME``; returns its wall time and records it in timing.json."""
+    sweep_dir = root / experiment.name
+    cmd = command(experiment, sweep_dir, scale, extra or [])
+    print(f"[reproduce] {experiment.name}: {' '.join(cmd[2:])}", flush=True)
+    start = time.perf_counter()
+    log = root / f"{experiment.name}.log"
+    root.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=False)
+    wall = time.perf_counter() - start
+    record_timing(root, experiment.name, wall, proc.returncode, scale)
+    status = "ok" if proc.returncode == 0 else f"exit {proc.returncode} (see {log})"
+    print(f"[reproduce] {experiment.name}: {wall:.0f} s, {status}", flush=True)
+    return wall
+
+
+def record_timing(root: Path, name: str, wall: float, returncode: int, scale: str) -> None:
+    path = root / "timing.json"
+    timing = json.loads(path.read_text()) if path.exists() else {}
+    timing[name] = {"wall_s": wall, "returncode": returncode, "scale": scale}
+    path.write_text(json.dumps(timing, indent=2))
