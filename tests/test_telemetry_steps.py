@@ -90,9 +90,9 @@ def test_accumulation_logs_the_same_numbers_as_one_batch_of_the_same_size():
 
 
 def test_clip_by_value_and_the_clipped_fraction():
-    probe = GradientProbe()
+    probe, monitor = GradientProbe(), GradNormMonitor(every_n_steps=3)
     logger, _ = fit(
-        [probe, GradNormMonitor(every_n_steps=3)],
+        [probe, monitor],
         8,
         max_steps=7,
         gradient_clip_val=0.02,
@@ -106,6 +106,9 @@ def test_clip_by_value_and_the_clipped_fraction():
     assert logger.steps[6]["grad/norm_max_since_log"] == pytest.approx(
         max(probe.pre[s]["__total__"] for s in (4, 5, 6))
     )
+    totals = monitor.run_totals()  # over the whole fit
+    assert totals["optimizer_steps"] == 7 and totals["steps_clipped"] == sum(clipped.values())
+    assert totals["max_grad_norm"] == pytest.approx(max(probe.pre[s]["__total__"] for s in range(7)))
 
 
 def test_custom_clipping_rule_publishes_clip_stats():

@@ -55,14 +55,24 @@ class GradNormMonitor(Callback):
         self.per_layer = per_layer
         self._pre: GradStats | None = None
         self._post = PostClipNorm()
-        self._reset()
-        self._run: Tensor | None = None  # (max pre-clip norm, steps clipped) over the whole fit, on device
+        # (max pre-clip norm, steps clipped) of the windows already logged, over the whole fit, on device
+        self._run: tuple[Tensor, Tensor] | None = None
         self.run_steps = 0
-
-    def _reset(self) -> None:
-        self._max: Tensor | None = None
+        self._max: Tensor | None = None  # the same two over the steps since the last log
         self._clipped: Tensor | None = None
         self._steps_since_log = 0
+
+    def _window(self) -> tuple[Tensor, Tensor] | None:
+        """(max, clipped) of the logged windows and the current one together: no work on non-logging steps."""
+        if self._max is None or self._clipped is None:
+            return self._run
+        if self._run is None:
+            return self._max, self._clipped
+        return torch.fmax(self._run[0], self._max), self._run[1] + self._clipped
+
+    def _reset(self) -> None:
+        self._run = self._window()
+        self._max, self._clipped, self._steps_since_log = None, None, 0
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -76,15 +86,15 @@ class GradNormMonitor(Callback):
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._pre = None
-        self._reset()
-        self._run, self.run_steps = None, 0
+        self._pre, self._run, self.run_steps = None, None, 0
+        self._max, self._clipped, self._steps_since_log = None, None, 0
 
     def run_totals(self) -> dict[str, float]:
         """Largest pre-clip total norm and number of clipped steps over the whole fit (one host transfer)."""
-        if self._run is None:
+        totals = self._window()
+        if totals is None:
             return {"max_grad_norm": float("nan"), "steps_clipped": 0, "optimizer_steps": 0}
-        max_norm, clipped = self._run.tolist()
+        max_norm, clipped = torch.stack([t.float() for t in totals]).tolist()
         return {"max_grad_norm": max_norm, "steps_clipped": int(clipped), "optimizer_steps": self.run_steps}
 
     @override
@@ -107,12 +117,6 @@ class GradNormMonitor(Callback):
             self._max = torch.fmax(self._max, pre.total_norm)  # fmax: one NaN step does not hide the others
             self._clipped = self._clipped + clipped
         self._steps_since_log += 1
-        step_totals = torch.stack([pre.total_norm.float(), clipped])
-        self._run = (
-            step_totals
-            if self._run is None
-            else torch.stack([torch.fmax(self._run[0], step_totals[0]), self._run[1] + step_totals[1]])
-        )
         self.run_steps += 1
         if not is_logging_step(pre.step, self.every_n_steps or trainer.log_every_n_steps):
             return
