@@ -59,16 +59,17 @@ class GradNormMonitor(Callback):
         self._run: tuple[Tensor, Tensor] | None = None
         self.run_steps = 0
         self._max: Tensor | None = None  # the same two over the steps since the last log
-        self._clipped: Tensor | None = None
+        self._clipped: Tensor | None = None  # None: no step clipped
         self._steps_since_log = 0
 
     def _window(self) -> tuple[Tensor, Tensor] | None:
         """(max, clipped) of the logged windows and the current one together: no work on non-logging steps."""
-        if self._max is None or self._clipped is None:
+        if self._max is None:
             return self._run
+        clipped = torch.zeros_like(self._max) if self._clipped is None else self._clipped
         if self._run is None:
-            return self._max, self._clipped
-        return torch.fmax(self._run[0], self._max), self._run[1] + self._clipped
+            return self._max, clipped
+        return torch.fmax(self._run[0], self._max), self._run[1] + clipped
 
     def _reset(self) -> None:
         self._run = self._window()
@@ -110,12 +111,11 @@ class GradNormMonitor(Callback):
         if pre is None:  # an accumulation micro-batch: no optimizer step was taken
             return
         post = self._post.total(pl_module)
-        clipped = (post < pre.total_norm * (1 - CLIPPED_RTOL)).float()
-        if self._max is None or self._clipped is None:
-            self._max, self._clipped = pre.total_norm, clipped
-        else:
-            self._max = torch.fmax(self._max, pre.total_norm)  # fmax: one NaN step does not hide the others
-            self._clipped = self._clipped + clipped
+        # fmax: one NaN step does not hide the others
+        self._max = pre.total_norm if self._max is None else torch.fmax(self._max, pre.total_norm)
+        if post is not pre.total_norm:  # the gradients were written to (else: not clipped, nothing to add)
+            clipped = (post < pre.total_norm * (1 - CLIPPED_RTOL)).float()
+            self._clipped = clipped if self._clipped is None else self._clipped + clipped
         self._steps_since_log += 1
         self.run_steps += 1
         if not is_logging_step(pre.step, self.every_n_steps or trainer.log_every_n_steps):
@@ -123,7 +123,7 @@ class GradNormMonitor(Callback):
         metrics: dict[str, Tensor | float] = {
             "grad/norm_total_preclip": pre.total_norm,
             "grad/norm_total_postclip": post,
-            "grad/clipped_fraction": self._clipped / self._steps_since_log,
+            "grad/clipped_fraction": 0.0 if self._clipped is None else self._clipped / self._steps_since_log,
             "grad/norm_max_since_log": self._max,
             "grad/nonfinite_layers": (~torch.isfinite(pre.layer_norms)).sum(),
         }
