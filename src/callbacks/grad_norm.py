@@ -48,6 +48,8 @@ class GradNormMonitor(Callback):
     being logged are used, so set them on every step (tensors, no ``.item()``: they reach the host here).
 
     ``every_n_steps``: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
+    The per-step norms accumulate in float32 (``torch._foreach_norm``): gradient entries below ~1e-19
+    square to 0 there, so a layer whose every entry is that small reads 0.
     """
 
     def __init__(self, every_n_steps: int | None = None, per_layer: bool = True) -> None:
