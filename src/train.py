@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.callbacks import DivergenceGuard, GradNormMonitor
+from src.clipping import GradNormPenalty
 from src.config.validate import validate
 from src.console import print_config_tree, print_run_summary
 from src.data.task import Task
@@ -97,7 +98,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     network = build_network(cfg.model, task)
     optimizer = instantiate(cfg.optimizer)
     scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
-    module = GradLabModule(network, task, optimizer, scheduler)
+    rule = instantiate(cfg.clipping) if cfg.clipping else None
+    penalty = rule if isinstance(rule, GradNormPenalty) else None
+    clipper = None if penalty is not None else rule
+    module = GradLabModule(network, task, optimizer, scheduler, clipper=clipper, grad_penalty=penalty)
     loggers = build_loggers(cfg)
     # a callback set to null on the command line (callbacks.histograms=null) is switched off
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
@@ -172,6 +176,7 @@ def run_summary(
         "seq_len": task.seq_len,
         "seed": int(cfg.seed),
         "clip": cfg.clip,
+        "clipping": hydra_choices().get("clipping", "none"),
         "clip_algorithm": str(cfg.clip_algorithm.value if hasattr(cfg.clip_algorithm, "value") else cfg.clip_algorithm),
         "steps": int(trainer.global_step),
         "wall_time_s": wall,

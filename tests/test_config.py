@@ -26,7 +26,7 @@ from tests.conftest import REPO
         (["clip=abc"], "clip=abc is not allowed; expected a number > 0, or null for no clipping"),
         (["data.seq_len=abc"], "data.seq_len=abc is not allowed; expected an integer"),
         (["clip_algorithm=foo"], "clip_algorithm=foo is not allowed; expected one of [norm, value]"),
-        (["+foo=1"], "foo is not a known top-level key; expected one of: callbacks, clip, clip_algorithm"),
+        (["+foo=1"], "foo is not a known top-level key; expected one of: callbacks, ckpt_path, clip"),
         (["data.seq_len=0"], "data.seq_len=0 is not allowed; expected an integer >= 2"),
         (["model=mlp", "model.depth=0"], "model.depth=0 is not allowed; expected an integer >= 1"),
         (["model.hiden_size=3"], "model.hiden_size is not a known key (did you mean model.hidden_size?)"),

@@ -141,11 +141,33 @@ def _check_top_level(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} is not a known top-level key; expected one of: {allowed}")
 
 
+def _check_clipping(cfg: DictConfig) -> None:
+    """Refuse clipping set-ups that Lightning would reject late or that would silently do something else."""
+    rule = OmegaConf.select(cfg, "clipping._target_")
+    strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto") or "auto").lower()
+    algorithm = getattr(cfg.clip_algorithm, "value", cfg.clip_algorithm)
+    if rule and not rule.endswith("GradNormPenalty") and cfg.clip is not None:
+        raise ConfigError(
+            f"clipping={rule.rsplit('.', 1)[-1]} cannot be combined with clip={cfg.clip} (two rules on one step); "
+            "expected clip=null"
+        )
+    if "fsdp" in strategy and cfg.clip is not None and algorithm == "norm":
+        raise ConfigError(
+            "clip_algorithm=norm is not supported with trainer.strategy=fsdp (Lightning's FSDPPrecision refuses "
+            "it); expected clip_algorithm=value or clip=null"
+        )
+    if "deepspeed" in strategy and cfg.clip is not None and algorithm == "value":
+        raise ConfigError("clip_algorithm=value is not supported with DeepSpeed; expected clip_algorithm=norm")
+    if rule and ("fsdp" in strategy or "deepspeed" in strategy):
+        raise ConfigError(f"clipping rules read whole gradients; not supported with trainer.strategy={strategy}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError with a one-line message if ``cfg`` cannot make a sensible run."""
     _check_top_level(cfg)
     _check_ranges(cfg)
     _check_task(cfg)
+    _check_clipping(cfg)
     for group in ("trainer", "optimizer", "scheduler", "logger", "callbacks", "clipping"):
         if OmegaConf.select(cfg, group) is not None:
             _check_targets(cfg[group], group)

@@ -29,13 +29,15 @@ class GradLabModule(L.LightningModule):
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., Any] | None = None,
         clipper: Any = None,
+        grad_penalty: Any = None,
     ) -> None:
         super().__init__()
         self.network = network
         self.task = task
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.clipper = clipper
+        self.clipper = clipper  # a src.clipping rule (an nn.Module of buffers: checkpointed with the model)
+        self.grad_penalty = grad_penalty  # src.clipping.GradNormPenalty: λ·||∇L||² added to the training loss
         metrics: dict[str, torchmetrics.Metric] = {"loss": torchmetrics.MeanMetric()}
         if task.is_classification:
             metrics["acc"] = torchmetrics.Accuracy(task="multiclass", num_classes=task.output_size)
@@ -56,6 +58,11 @@ class GradLabModule(L.LightningModule):
         x, y = batch
         out = self(x)
         loss = self.loss(out, y)
+        if stage == "train" and self.grad_penalty is not None:
+            penalty = self.grad_penalty(loss, list(self.network.parameters()))
+            self.log("train/grad_penalty", penalty, on_step=True, on_epoch=False, batch_size=len(x))
+            self.log("train/loss_unpenalised", loss, on_step=True, on_epoch=False, batch_size=len(x))
+            loss = loss + penalty
         if stage == "train":
             # not on the progress bar: Lightning turns every prog_bar value into a Python float on every
             # batch (LoggerConnector.on_batch_end), a host sync per step on GPU; logged values sync only at
@@ -106,8 +113,8 @@ class GradLabModule(L.LightningModule):
     ) -> None:
         if self.clipper is None:  # Lightning's own norm/value clipping from Trainer(gradient_clip_val=...)
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        else:
-            self.clip_stats = self.clipper(self, optimizer)
+        else:  # a gradlab rule, on the unscaled, all-reduced gradients; GradNormMonitor logs clip_stats
+            self.clip_stats = self.clipper(self.network)
 
     @override
     def configure_optimizers(self) -> Any:

@@ -1,0 +1,238 @@
+"""Clipping rules against their definitions, the seed article's worked examples, and their interactions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from src.clipping import AdaptiveGradClip, AutoClip, GlobalNormClip, LayerwiseNormClip, ValueClip, ZClip
+from src.config.preflight import check
+from src.config.validate import ConfigError
+from src.models import GradLabModule
+from src.train import build_network, train
+from tests.telemetry_helpers import MemoryLogger
+
+
+def with_grads(*grads: list[float]) -> nn.Module:
+    """A module with one parameter per given gradient (each its own layer), gradients set."""
+    module = nn.Module()
+    for i, g in enumerate(grads):
+        layer = nn.Module()
+        layer.weight = nn.Parameter(torch.zeros(len(g)))
+        layer.weight.grad = torch.tensor(g, dtype=torch.float32)
+        module.add_module(f"w{i + 1}", layer)
+    return module
+
+
+def grads(module: nn.Module) -> list[list[float]]:
+    return [p.grad.tolist() for p in module.parameters()]
+
+
+def test_seed_global_norm_example():
+    module = with_grads([16.0, 12.0, -8.0])
+    stats = GlobalNormClip(5.0)(module)
+    (clipped,) = grads(module)
+    assert math.sqrt(464) == pytest.approx(21.540659, abs=1e-6)
+    # the seed prints [3.714, 2.786, -1.857]; 12·5/√464 = 2.78543 rounds to 2.785
+    assert clipped == pytest.approx([3.713907, 2.785430, -1.856953], abs=1e-5)
+    assert np.round(clipped, 3).tolist() == [3.714, 2.785, -1.857]
+    assert float(stats["clip/scale"]) == pytest.approx(5 / math.sqrt(464), rel=1e-6)
+    assert np.linalg.norm(clipped) == pytest.approx(5.0, rel=1e-6)
+    assert np.allclose(np.array(clipped) / np.linalg.norm(clipped), np.array([16, 12, -8]) / math.sqrt(464))
+
+
+def test_seed_question_2_same_direction():
+    small, large = with_grads([3.0, 4.0]), with_grads([6.0, 8.0])
+    assert float(GlobalNormClip(2.0)(small)["clip/scale"]) == pytest.approx(0.4, rel=1e-6)
+    assert grads(small)[0] == pytest.approx([1.2, 1.6], rel=1e-6)
+    GlobalNormClip(2.0)(large)
+    assert grads(large)[0] == pytest.approx([1.2, 1.6], rel=1e-6)  # same clipped vector, same direction
+
+
+def test_value_clipping():
+    module = with_grads([16.0, 0.5, -8.0])
+    ValueClip(5.0)(module)
+    assert grads(module)[0] == [5.0, 0.5, -5.0]
+
+
+def test_seed_question_4_global_clipping_starves_the_small_layer():
+    glob = with_grads([100.0, 0.0], [0.0, 0.1])
+    GlobalNormClip(1.0)(glob)
+    w1, w2 = grads(glob)
+    norm = math.sqrt(100**2 + 0.1**2)
+    assert w1 == pytest.approx([100 / norm, 0.0], rel=1e-5)
+    assert w2[1] == pytest.approx(0.1 / norm, rel=1e-4)  # ~0.001: W2's update shrinks 1000x
+    layerwise = with_grads([100.0, 0.0], [0.0, 0.1])
+    stats = LayerwiseNormClip(1.0)(layerwise)
+    w1, w2 = grads(layerwise)
+    assert w1 == pytest.approx([1.0, 0.0], rel=1e-5) and w2 == pytest.approx([0.0, 0.1], rel=1e-6)
+    assert int(stats["clip/layers_clipped"]) == 1
+
+
+def test_agc_against_a_hand_computation():
+    net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[3.0, 4.0], [0.0, 1.0]]))  # unit norms 5 and 1
+        net[1].weight.copy_(torch.tensor([[1.0, 1.0]]))
+    net[0].weight.grad = torch.tensor([[30.0, 40.0], [0.0, 0.001]])  # unit ratios 10 and 0.001
+    net[1].weight.grad = torch.tensor([[500.0, 0.0]])
+    AdaptiveGradClip(clipping=0.1)(net)
+    # unit 0: ratio 10 > 0.1, rescaled to 0.1·5/50 of itself; unit 1: 0.001 < 0.1, untouched
+    assert torch.allclose(net[0].weight.grad, torch.tensor([[0.3, 0.4], [0.0, 0.001]]), rtol=1e-5, atol=0)
+    assert net[1].weight.grad.tolist() == [[500.0, 0.0]]  # the final layer is excluded, as in the paper
+    AdaptiveGradClip(clipping=0.1, exclude_final=False)(net)
+    assert net[1].weight.grad[0].tolist() == pytest.approx([0.1 * math.sqrt(2), 0.0], rel=1e-5)
+
+
+def test_agc_eps_lets_zero_weights_move():
+    net = nn.Sequential(nn.Linear(3, 1, bias=False), nn.Linear(1, 1))
+    nn.init.zeros_(net[0].weight)
+    net[0].weight.grad = torch.tensor([[1.0, 0.0, 0.0]])
+    AdaptiveGradClip(clipping=0.01, eps=1e-3)(net)
+    assert net[0].weight.grad[0, 0].item() == pytest.approx(0.01 * 1e-3, rel=1e-5)
+
+
+def test_autoclip_uses_the_percentile_of_the_history_including_the_current_norm():
+    rule = AutoClip(percentile=10, history=100)
+    seen = []
+    for norm in [5.0, 1.0, 3.0, 8.0, 2.0, 9.0]:
+        module = with_grads([norm, 0.0])
+        seen.append(norm)
+        stats = rule(module)
+        expected = np.percentile(seen, 10)  # numpy's linear interpolation, like torch.quantile
+        assert float(stats["clip/threshold"]) == pytest.approx(expected, rel=1e-6)
+        assert grads(module)[0][0] == pytest.approx(min(norm, expected), rel=1e-5)
+
+
+def zclip_reference(norms: list[float], alpha=0.97, z_thresh=2.5, warmup=5, eps=1e-6) -> list[float]:
+    """The ZClip rule in plain Python floats (thresholds per step; inf = not clipped)."""
+    out, buf, mean, var = [], [], 0.0, 0.0
+    for g in norms:
+        if len(buf) < warmup:
+            buf.append(g)
+            out.append(math.inf)
+            if len(buf) == warmup:
+                mean = sum(buf) / warmup
+                var = sum((b - mean) ** 2 for b in buf) / warmup
+            continue
+        std = math.sqrt(var)
+        z = (g - mean) / (std + eps)
+        thr = mean + z_thresh**2 * std / z if z > z_thresh else math.inf
+        out.append(thr)
+        clipped = min(g, thr)
+        mean = alpha * mean + (1 - alpha) * clipped
+        var = alpha * var + (1 - alpha) * (clipped - mean) ** 2
+    return out
+
+
+def test_zclip_zscore_rule_over_a_scripted_sequence():
+    norms = [1.0, 2.0, 1.0, 2.0, 1.0, 1.5, 5.0, 1.2, 20.0, 1.4]
+    rule = ZClip(warmup_steps=5)
+    expected = zclip_reference(norms)
+    # by hand: warm-up [1, 2, 1, 2, 1] gives μ = 1.4, σ² = 0.24; 1.5 is no spike and moves the EMA to
+    # μ = 1.403, σ² = 0.233082; then 5.0 has z = 7.45 > 2.5 and is clipped to μ + 2.5²·σ/z
+    mean, var = 0.97 * 1.4 + 0.03 * 1.5, 0.97 * 0.24 + 0.03 * (1.5 - 1.403) ** 2
+    z = (5.0 - mean) / math.sqrt(var)
+    assert expected[5] == math.inf and expected[6] == pytest.approx(mean + 6.25 * math.sqrt(var) / z, rel=1e-6)
+    for norm, thr in zip(norms, expected, strict=True):
+        module = with_grads([norm])
+        stats = rule(module)
+        assert float(stats["clip/threshold"]) == pytest.approx(thr, rel=1e-5)
+        assert grads(module)[0][0] == pytest.approx(min(norm, thr), rel=1e-5)
+
+
+def fit_with(make_cfg, overrides, callbacks=(), **trainer_kwargs):
+    cfg = make_cfg(*overrides)
+    dm = instantiate(cfg.data)
+    rule = instantiate(cfg.clipping)
+    module = GradLabModule(build_network(cfg.model, dm.task), dm.task, instantiate(cfg.optimizer), clipper=rule)
+    logger = MemoryLogger()
+    trainer = instantiate(cfg.trainer, callbacks=list(callbacks), logger=logger, **trainer_kwargs)
+    trainer.fit(module, datamodule=dm)
+    return module, trainer, logger
+
+
+def test_clip_stats_reach_the_telemetry(make_cfg):
+    from src.callbacks import GradNormMonitor
+
+    overrides = ["model=mlp", "clipping=layerwise", "clipping.max_norm=0.01", "trainer.max_steps=3"]
+    _, _, logger = fit_with(make_cfg, [*overrides, "trainer.log_every_n_steps=1"], [GradNormMonitor()])
+    assert logger.steps[0]["clip/threshold"] == pytest.approx(0.01)
+    assert 0 < logger.steps[0]["clip/scale"] < 1
+
+
+def test_amp_rules_see_unscaled_gradients(make_cfg):
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    class PostClip(__import__("lightning").Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.norms = [p.grad.norm().item() for p in pl_module.network.parameters() if p.grad is not None]
+
+    probe = PostClip()
+    amp = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=8.0))
+    overrides = ["model=mlp", "model.depth=2", "clipping=norm", "clipping.max_norm=0.001", "trainer.max_steps=2"]
+    fit_with(make_cfg, overrides, [probe], plugins=[amp], precision=None)
+    total = math.sqrt(sum(n**2 for n in probe.norms))
+    assert total == pytest.approx(0.001, rel=1e-2)  # clipped scaled gradients would read 0.001/8 here
+
+
+def test_accumulation_clips_once_per_optimizer_step(make_cfg):
+    calls = []
+
+    class Counting(GlobalNormClip):
+        def clip(self, module):
+            calls.append(1)
+            return super().clip(module)
+
+    cfg = make_cfg("model=mlp", "clip=null", "trainer.max_steps=4", "trainer.accumulate_grad_batches=3")
+    dm = instantiate(cfg.data)
+    module = GradLabModule(build_network(cfg.model, dm.task), dm.task, instantiate(cfg.optimizer), clipper=Counting())
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    trainer.fit(module, datamodule=dm)
+    assert len(calls) == trainer.global_step == 4
+
+
+@pytest.mark.parametrize("rule", ["autoclip", "zclip"])
+def test_stateful_rules_resume_identically(make_cfg, rule):
+    extra = ["clipping.warmup_steps=3"] if rule == "zclip" else []
+    straight = train(make_cfg("model=mlp", f"clipping={rule}", *extra, "trainer.max_steps=20"))
+    first = make_cfg("model=mlp", f"clipping={rule}", *extra, "trainer.max_steps=10")
+    train(first)
+    last = f"{first.paths.output_dir}/checkpoints/last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    assert int(state["clipper.count"]) == 10  # the rule's history is in the checkpoint
+    resumed = train(make_cfg("model=mlp", f"clipping={rule}", *extra, "trainer.max_steps=20", f"ckpt_path={last}"))
+    assert resumed["metrics"]["val/loss"] == pytest.approx(straight["metrics"]["val/loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["clipping=agc", "clip=1.0"], "clipping=AdaptiveGradClip cannot be combined with clip=1.0"),
+        (["+trainer.strategy=fsdp"], "clip_algorithm=norm is not supported with trainer.strategy=fsdp"),
+        (["+trainer.strategy=deepspeed", "clip_algorithm=value"], "clip_algorithm=value is not supported"),
+    ],
+)
+def test_unsupported_combinations_are_refused(args, message):
+    with pytest.raises(ConfigError, match=message):
+        check(args)
+    check(["clipping=penalty", "clip=1.0"])  # a loss term combines with clipping
+
+
+def test_penalty_adds_the_squared_gradient_norm(make_cfg):
+    summary = train(make_cfg("model=mlp", "clipping=penalty", "clipping.weight=0.5", "trainer.max_steps=5"))
+    assert summary["status"] == "completed"
+    net = nn.Linear(2, 1)
+    x = torch.tensor([[1.0, 2.0]])
+    loss = net(x).pow(2).sum()
+    from src.clipping import GradNormPenalty
+
+    penalty = GradNormPenalty(0.5)(loss, list(net.parameters()))
+    grads_ = torch.autograd.grad(net(x).pow(2).sum(), list(net.parameters()))
+    assert penalty.item() == pytest.approx(0.5 * sum(g.pow(2).sum() for g in grads_).item(), rel=1e-6)
+    assert penalty.requires_grad  # differentiable: its gradient needs the double backward
