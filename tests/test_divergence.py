@@ -192,3 +192,28 @@ def test_diagnose_tells_a_diverged_run_from_a_healthy_one(make_cfg):
         timeout=120,
     )
     assert proc.returncode == 0 and "status: diverged" in proc.stdout and "NaN/inf" in proc.stdout
+
+
+@pytest.mark.parametrize(("on_spike", "status"), [("warn", "diverged"), ("skip", "completed")])
+def test_skipping_spikes_rescues_a_run_with_bad_batches(make_cfg, on_spike, status):
+    # every 37th batch has its inputs scaled by 1000 (a "bad batch"); unclipped momentum SGD blows up on it
+    # unless the guard skips that step. Skipping does not rescue a run that is already running away (a high
+    # learning rate): with the weights frozen, every later step is a spike too and 20 skips in a row stop it.
+    summary = train(
+        make_cfg(
+            "model=mlp",
+            "model.depth=4",
+            "optimizer=sgd",
+            "optimizer.momentum=0.9",
+            "optimizer.lr=0.05",
+            "clip=null",
+            "data.corrupt_every=37",
+            "trainer.max_steps=120",
+            f"callbacks.divergence_guard.on_spike={on_spike}",
+        )
+    )
+    assert summary["status"] == status
+    if on_spike == "skip":
+        assert summary["skipped_steps"] == 3 and all(e["reason"] == "grad_spike" for e in summary["guard_events"])
+    else:
+        assert summary["divergence"]["step"] == 37

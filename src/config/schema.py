@@ -88,6 +88,8 @@ class DataConf:
     seed: int = "${seed}"  # type: ignore[assignment]
     x: float = 1.0
     repeat_batches: int = 0
+    corrupt_every: int = 0
+    corrupt_scale: float = 1000.0
 
 
 @dataclass

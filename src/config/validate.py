@@ -57,6 +57,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.test_size": (_at_least(1), "an integer >= 1"),
     "data.eval_batch_size": (_at_least(1), "an integer >= 1"),
     "data.repeat_batches": (_at_least(0), "an integer >= 0 (0 = fresh batches every step)"),
+    "data.corrupt_every": (_at_least(0), "an integer >= 0 (0 = no corrupted batches)"),
     "optimizer.lr": (_positive, "a number > 0"),
     "optimizer.weight_decay": (_non_negative, "a number >= 0"),
     "trainer.max_steps": (lambda v: v == -1 or (isinstance(v, int) and v >= 1), "an integer >= 1, or -1"),

@@ -72,6 +72,8 @@ class SyntheticDataModule(L.LightningDataModule):
         seed: int = 0,
         x: float = 1.0,
         repeat_batches: int = 0,
+        corrupt_every: int = 0,
+        corrupt_scale: float = 1000.0,
     ) -> None:
         super().__init__()
         self.generator = make_task(getattr(task, "value", task), seq_len, x)
@@ -80,6 +82,9 @@ class SyntheticDataModule(L.LightningDataModule):
         self.batches_per_epoch, self.eval_batch_size = batches_per_epoch, eval_batch_size
         self.val_size, self.test_size, self.val_seed, self.seed = val_size, test_size, val_seed, seed
         self.repeat_batches = repeat_batches  # > 0: cycle through this many fixed batches (debug=overfit)
+        # > 0: every corrupt_every-th training batch has its inputs multiplied by corrupt_scale — a "bad batch"
+        # (PaLM, Chowdhery et al. 2022 §5.1: loss spikes traced to particular batches) for the guard's skip action
+        self.corrupt_every, self.corrupt_scale = corrupt_every, corrupt_scale
         self.batches_drawn = 0
         self._rng: torch.Generator | None = None
         self._fixed: dict[str, TensorDataset] = {}
@@ -110,10 +115,11 @@ class SyntheticDataModule(L.LightningDataModule):
             self._rng.manual_seed(shard_seed(self.seed, rank * self.shards_per_device + k, counter))
             parts.append(self.generator.sample(per_shard, self._rng, device))
         self.batches_drawn += 1
-        if len(parts) == 1:
-            return parts[0]
         xs, ys = zip(*parts, strict=True)
-        return torch.cat(xs), torch.cat(ys)
+        x, y = (xs[0], ys[0]) if len(parts) == 1 else (torch.cat(xs), torch.cat(ys))
+        if self.corrupt_every and self.batches_drawn % self.corrupt_every == 0:
+            x = x * self.corrupt_scale
+        return x, y
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, int):  # a training step counter: make the batch here, on the device
