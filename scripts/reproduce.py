@@ -31,6 +31,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--report-only", type=Path, default=None, metavar="ROOT", help="skip the runs; report from ROOT"
     )
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every run (see suite.py)")
     return parser.parse_args(argv), extra
 
 
@@ -44,7 +45,7 @@ def main(argv: list[str]) -> int:
     root = args.report_only or args.root or REPO / "outputs" / "reproduce" / time.strftime("%Y-%m-%d_%H-%M-%S")
     if args.report_only is None:
         for name in names:
-            run_experiment(BY_NAME[name], root, args.scale, extra)
+            run_experiment(BY_NAME[name], root, args.scale, extra, args.threads)
     report = build_report(root, args.docs)
     print(f"[reproduce] report: {report}")
     return 0

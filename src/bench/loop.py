@@ -1,0 +1,213 @@
+"""Training-loop efficiency: gradlab's default run against a bare PyTorch loop doing the same math.
+
+    python scripts/bench.py loop [--steps 200] [--warmup 20] [--repeats 3] [--sections efficiency scaling]
+
+- ``efficiency``: at the default sizes (LSTM, hidden 64, adding T = 50, batch 64, Adam, clip 1.0) and at a tiny
+  size (hidden 8, T = 5, batch 8), three variants, interleaved (the order rotates every repeat), medians:
+  ``bare`` (a hand-written loop: same network, batches, loss, optimizer and clip_grad_norm_), ``gradlab``
+  (``train(cfg)`` with the default config: every default monitor, the divergence guard, checkpointing, the
+  progress bar and the W&B (offline) + CSV loggers) and ``gradlab_bare`` (``train(cfg)`` with callbacks=none
+  logger=none: Lightning's own loop cost).
+- ``scaling``: steps/s of gradlab's default run against T (RNN, LSTM) and against depth (MLP); the time per
+  step should grow linearly (BPTT is T sequential cell steps; an MLP is depth matmuls).
+
+gradlab's steps are timed by a callback from the ``warmup``-th optimizer step to the last one, with validation
+kept out of the window (one epoch is longer than the run; train(cfg) validates after fit, untimed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from src.config import CONF_DIR
+from src.models.module import GradLabModule
+from src.train import build_network, train
+
+SIZES: dict[str, list[str]] = {
+    "default": [],  # conf/train.yaml as it is: LSTM hidden 64, adding T = 50, batch 64
+    "tiny": ["model.hidden_size=8", "data.seq_len=5", "data.batch_size=8"],
+}
+SCALING: dict[str, tuple[str, list[int], list[str]]] = {
+    # name: (swept key, values, fixed overrides)
+    "rnn": ("data.seq_len", [25, 50, 100, 200], ["model=rnn"]),
+    "lstm": ("data.seq_len", [25, 50, 100, 200], ["model=lstm"]),
+    "mlp": ("model.depth", [8, 16, 32, 64], ["model=mlp", "data.seq_len=50"]),
+}
+
+
+class StepTimer(L.Callback):
+    """Writes the steps/s of the optimizer steps after ``warmup`` to ``out`` (JSON) when training ends."""
+
+    def __init__(self, warmup: int, out: str) -> None:
+        self.warmup, self.out, self.start = warmup, Path(out), 0.0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        if trainer.global_step == self.warmup and self.start == 0.0:
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        steps = trainer.global_step - self.warmup
+        self.out.write_text(json.dumps({"steps_per_s": steps / (time.perf_counter() - self.start)}))
+
+
+def compose_run(overrides: list[str], run_dir: Path) -> DictConfig:
+    """The config scripts/train.py would build for ``overrides``, writing into ``run_dir``."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+        cfg.paths.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def gradlab_run(overrides: list[str], steps: int, warmup: int, tmp: Path, bare: bool) -> float:
+    out = tmp / f"timer_{time.monotonic_ns()}.json"
+    timed = [
+        f"trainer.max_steps={warmup + steps}",
+        f"data.batches_per_epoch={warmup + steps + 1}",  # no validation inside the timed window
+        "test=false",
+        "+callbacks.bench_timer._target_=src.bench.loop.StepTimer",
+        f"+callbacks.bench_timer.warmup={warmup}",
+        f"+callbacks.bench_timer.out={out}",
+    ]
+    if bare:
+        timed += ["callbacks=none", "logger=none", "trainer.enable_progress_bar=false"]
+        timed = [t for t in timed if not t.startswith("+callbacks.")] + [
+            "+callbacks.bench_timer._target_=src.bench.loop.StepTimer",
+            f"+callbacks.bench_timer.warmup={warmup}",
+            f"+callbacks.bench_timer.out={out}",
+        ]
+    cfg = compose_run(overrides + timed, tmp / out.stem)
+    train(cfg)
+    return float(json.loads(out.read_text())["steps_per_s"])
+
+
+def bare_run(overrides: list[str], steps: int, warmup: int, tmp: Path) -> float:
+    """The same math without Lightning: draw a batch, forward, loss, backward, clip, step."""
+    cfg = compose_run(overrides, tmp / "bare")
+    L.seed_everything(cfg.seed)
+    datamodule = instantiate(cfg.data)
+    network = build_network(cfg.model, datamodule.task)
+    loss_of = GradLabModule(network, datamodule.task, instantiate(cfg.optimizer)).loss
+    optimizer = instantiate(cfg.optimizer)(params=network.parameters())
+    device = torch.device("cpu")
+    start = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        x, y = datamodule.draw_batch(device)
+        loss = loss_of(network(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip is not None:
+            torch.nn.utils.clip_grad_norm_(network.parameters(), cfg.clip)
+        optimizer.step()
+    return steps / (time.perf_counter() - start)
+
+
+def measure(variant: str, overrides: list[str], steps: int, warmup: int, tmp: Path) -> float:
+    if variant == "bare":
+        return bare_run(overrides, steps, warmup, tmp)
+    return gradlab_run(overrides, steps, warmup, tmp, bare=variant == "gradlab_bare")
+
+
+def efficiency(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    variants = ["bare", "gradlab", "gradlab_bare"]
+    runs: dict[tuple[str, str], list[float]] = {(s, v): [] for s in SIZES for v in variants}
+    for repeat in range(args.repeats):
+        for size, overrides in SIZES.items():
+            k = repeat % len(variants)
+            for variant in variants[k:] + variants[:k]:
+                sps = measure(variant, overrides, args.steps, args.warmup, tmp)
+                runs[(size, variant)].append(sps)
+                print(f"[loop] repeat {repeat} {size:7s} {variant:12s} {sps:8.1f} steps/s", flush=True)
+    rows = []
+    for size in SIZES:
+        bare = statistics.median(runs[(size, "bare")])
+        for variant in variants:
+            median = statistics.median(runs[(size, variant)])
+            rows.append({"size": size, "variant": variant, "steps_per_s": median, "vs_bare": median / bare})
+    return rows
+
+
+def scaling(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    rows = []
+    for name, (key, values, fixed) in SCALING.items():
+        for value in values:
+            overrides = [*fixed, f"{key}={value}"]
+            sps = statistics.median(
+                gradlab_run(overrides, args.steps, args.warmup, tmp, bare=False) for _ in range(args.scaling_repeats)
+            )
+            rows.append({"model": name, key: value, "steps_per_s": sps, "ms_per_step": 1000 / sps})
+            print(f"[loop] scaling {name} {key}={value}: {sps:.1f} steps/s", flush=True)
+        base = next(r for r in rows if r["model"] == name)
+        for r in rows:
+            if r["model"] == name:
+                # linear cost: ms/step grows like the swept size (ratio 1 = exactly linear from the smallest)
+                r["ms_per_unit_vs_smallest"] = (r["ms_per_step"] / r[key]) / (base["ms_per_step"] / base[key])
+    return rows
+
+
+def format_tables(result: dict[str, Any]) -> str:
+    lines = [f"loop benchmark: {result['device']}, {result['steps']} timed steps after {result['warmup']} warm-up"]
+    if result.get("efficiency"):
+        lines += ["", f"{'size':8s} {'variant':13s} {'steps/s':>9s} {'vs bare':>8s}"]
+        for r in result["efficiency"]:
+            lines.append(f"{r['size']:8s} {r['variant']:13s} {r['steps_per_s']:9.1f} {r['vs_bare']:8.3f}")
+    if result.get("scaling"):
+        lines += ["", f"{'model':6s} {'size':>12s} {'steps/s':>9s} {'ms/step':>8s} {'ms/unit vs smallest':>20s}"]
+        for r in result["scaling"]:
+            size = next(f"{k.split('.')[-1]}={v}" for k, v in r.items() if k in ("data.seq_len", "model.depth"))
+            lines.append(
+                f"{r['model']:6s} {size:>12s} {r['steps_per_s']:9.1f} {r['ms_per_step']:8.2f} "
+                f"{r['ms_per_unit_vs_smallest']:20.2f}"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench.py loop", description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=200, help="timed optimizer steps per run")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed optimizer steps first")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per (size, variant)")
+    parser.add_argument("--scaling-repeats", type=int, default=1, help="runs per scaling point (median)")
+    parser.add_argument("--sections", nargs="+", default=["efficiency", "scaling"], choices=["efficiency", "scaling"])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: see suite.py's reason)")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for name in ("lightning.pytorch", "lightning.fabric", "src"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    result: dict[str, Any] = {
+        "device": f"cpu ({torch.get_num_threads()} threads), torch {torch.__version__}",
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        if "efficiency" in args.sections:
+            result["efficiency"] = efficiency(args, Path(tmp))
+        if "scaling" in args.sections:
+            result["scaling"] = scaling(args, Path(tmp))
+    print("\n" + format_tables(result))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    return 0
