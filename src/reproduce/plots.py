@@ -47,7 +47,7 @@ def loss_curves(
             if not points:
                 continue
             scale = run.baseline if relative and run.baseline else 1.0
-            style = "--" if run.summary.get("clip") is None and relative else "-"
+            style = "--" if relative and label.endswith("none") else "-"
             ax.plot([s for s, _ in points], [v / scale for _, v in points], style, label=label)
             if run.status == "diverged" and run.diverged_at is not None:
                 ax.axvline(run.diverged_at, color="red", alpha=0.2)

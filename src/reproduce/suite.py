@@ -55,7 +55,7 @@ EXPERIMENTS: list[Experiment] = [
         "Recurrent long dependencies: adding problem",
         [
             "model.hidden_size=64",
-            "trainer.max_steps=600",
+            "trainer.max_steps=400",
             "data.batches_per_epoch=50",
             "data.val_size=512",
             "test=false",
@@ -67,7 +67,7 @@ EXPERIMENTS: list[Experiment] = [
         [
             "model.hidden_size=64",
             "data.seq_len=20",
-            "trainer.max_steps=600",
+            "trainer.max_steps=500",
             "data.batches_per_epoch=50",
             "data.val_size=512",
             "test=false",
