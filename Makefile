@@ -38,7 +38,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py $(ARGS)
+	$(BIN)/python scripts/bench.py all $(ARGS)
 
 reproduce: $(STAMP)
 	$(BIN)/python scripts/reproduce.py $(ARGS)
