@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -26,6 +27,7 @@ from src.clipping import GradNormPenalty
 from src.config.validate import validate
 from src.console import print_config_tree, print_run_summary
 from src.data.task import Task
+from src.environment import run_environment
 from src.models.module import GradLabModule
 
 
@@ -105,11 +107,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg)
     # a callback set to null on the command line (callbacks.histograms=null) is switched off
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     assert isinstance(config, dict)
     config["choices"] = hydra_choices()
+    config["hardware"] = run_environment(trainer)
     if trainer.is_global_zero:
         print_config_tree(cfg)
     for logger in loggers:
@@ -129,7 +134,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary = run_summary(cfg, trainer, task, run_dir, wall, metrics)
         summary.update(gradient_summary(callbacks))
         summary["config"] = config
-        _finish_loggers(loggers, summary)
+        summary["hardware"] = config["hardware"]
+        summary["samples_per_s"] = (summary["steps_per_s"] or 0) * cfg.data.batch_size * trainer.world_size
+        _finish_loggers(loggers, summary, trainer.is_global_zero)
         if trainer.is_global_zero:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -188,14 +195,16 @@ def run_summary(
     }
 
 
-def _finish_loggers(loggers: list[Logger], summary: dict[str, Any]) -> None:
+def _finish_loggers(loggers: list[Logger], summary: dict[str, Any], is_global_zero: bool) -> None:
     for logger in loggers:
-        if isinstance(logger, WandbLogger) and logger.experiment is not None and hasattr(logger.experiment, "dir"):
+        # ranks > 0 hold Lightning's dummy experiment: only rank 0 writes the W&B summary
+        if is_global_zero and isinstance(logger, WandbLogger):
             run = logger.experiment
             for key in (
                 "status",
                 "steps",
                 "steps_per_s",
+                "samples_per_s",
                 "beats_baseline",
                 "baseline",
                 "max_grad_norm",

@@ -6,6 +6,7 @@ from src.callbacks.divergence import DivergenceGuard
 from src.callbacks.grad_norm import GradNormMonitor
 from src.callbacks.histograms import HistogramMonitor
 from src.callbacks.through_time import ThroughTimeMonitor
+from src.callbacks.throughput import ThroughputLogger
 from src.callbacks.weights import WeightMonitor
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "GradNormMonitor",
     "HistogramMonitor",
     "ThroughTimeMonitor",
+    "ThroughputLogger",
     "WeightMonitor",
 ]

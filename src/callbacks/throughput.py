@@ -1,0 +1,52 @@
+"""ThroughputMonitor-lite: optimizer steps/s and samples/s between logging steps, from the host clock only.
+
+Lightning's own ThroughputMonitor needs a batch-size function and FLOP counts; this one measures wall time
+between logging steps (no device sync: on GPU the figure settles to the true rate over a logging window, as
+queued work must drain before the host gets far ahead) and multiplies by the global batch (per-device batch
+× world size), so runs on different device counts compare in samples/s.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
+
+from src.callbacks.emit import emit, is_logging_step
+
+
+def _batch_size(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, list | tuple) else batch
+    return int(first.shape[0]) if hasattr(first, "shape") else 1
+
+
+class ThroughputLogger(Callback):
+    def __init__(self, every_n_steps: int | None = None) -> None:
+        self.every_n_steps = every_n_steps
+        self._t0: float | None = None
+        self._steps = 0
+        self._samples = 0
+
+    @override
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._samples += _batch_size(batch) * trainer.world_size
+        step = trainer.global_step - 1  # the optimizer step this batch completed (if it stepped)
+        if trainer.fit_loop._should_accumulate():  # mid-window micro-batch: no step yet
+            return
+        self._steps += 1
+        if not is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
+            return
+        now = time.perf_counter()
+        if self._t0 is not None and now > self._t0:
+            elapsed = now - self._t0
+            emit(
+                trainer,
+                {"throughput/steps_per_s": self._steps / elapsed, "throughput/samples_per_s": self._samples / elapsed},
+                step,
+            )
+        self._t0, self._steps, self._samples = now, 0, 0
