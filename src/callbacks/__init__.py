@@ -5,6 +5,7 @@ from src.callbacks.checkpoint import FiniteModelCheckpoint
 from src.callbacks.divergence import DivergenceGuard
 from src.callbacks.grad_norm import GradNormMonitor
 from src.callbacks.histograms import HistogramMonitor
+from src.callbacks.precision import GradScalerMonitor
 from src.callbacks.through_time import ThroughTimeMonitor
 from src.callbacks.throughput import ThroughputLogger
 from src.callbacks.weights import WeightMonitor
@@ -14,6 +15,7 @@ __all__ = [
     "DivergenceGuard",
     "FiniteModelCheckpoint",
     "GradNormMonitor",
+    "GradScalerMonitor",
     "HistogramMonitor",
     "ThroughTimeMonitor",
     "ThroughputLogger",
