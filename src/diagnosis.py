@@ -12,14 +12,14 @@ Bengio (2013, §3.2) found to still converge (half to ten times the average norm
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 from typing import Any
+
+from src.reproduce.runs import load_run
 
 
 @dataclass
@@ -36,29 +36,17 @@ class Verdict:
         return bool(self.symptoms)
 
 
-def read_metrics(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every metric in ``csv/metrics.csv`` as (step, value) pairs, NaN/inf kept (they are evidence)."""
-    path = run_dir / "csv" / "metrics.csv"
-    series: dict[str, list[tuple[int, float]]] = {}
-    if not path.exists():
-        return series
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            step = int(float(row["step"]))
-            for key, value in row.items():
-                if key != "step" and value not in ("", None):
-                    series.setdefault(key, []).append((step, float(value)))
-    return series
-
-
 def _chunks(values: list[float], n: int) -> list[list[float]]:
     size = max(1, len(values) // n)
     return [values[i * size : (i + 1) * size] for i in range(n) if values[i * size : (i + 1) * size]]
 
 
 def diagnose(run_dir: Path) -> Verdict:
-    summary: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
-    metrics = read_metrics(run_dir)
+    run = load_run(run_dir)
+    if run is None:
+        raise FileNotFoundError(f"{run_dir} has no summary.json")
+    summary: dict[str, Any] = run.summary
+    metrics = run.series
     verdict = Verdict(str(run_dir), summary.get("status", "unknown"))
 
     # 1. NaN / inf loss (or gradient), from the guard's record and the logged losses

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.diagnosis import read_metrics
+from src.reproduce.runs import load_run
 from tests.conftest import REPO
 from tests.wandb_offline import offline_run
 
@@ -53,7 +53,7 @@ def test_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
     run_cli(tmp_path, *SMALL, "trainer=ddp_sim", "data.batch_size=16", "callbacks=default", "logger=csv")
     run_cli(tmp_path, *SMALL, "data.batch_size=32", "data.shards_per_device=2", "callbacks=default", "logger=csv")
     ddp_dir, single_dir = sorted(tmp_path.glob("outputs/*/*"), key=lambda p: p.stat().st_mtime)
-    ddp, single = read_metrics(ddp_dir), read_metrics(single_dir)
+    ddp, single = load_run(ddp_dir).series, load_run(single_dir).series
     for key in ("grad/norm_total_preclip", "grad/norm_total_postclip", "grad/layer/network.blocks.0.linear"):
         assert [s for s, _ in ddp[key]] == list(range(6))
         for (_, a), (_, b) in zip(ddp[key], single[key], strict=True):
