@@ -186,6 +186,11 @@ def chain_section(runs: list[Run], docs: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+def task_text(run: Run) -> str:
+    task, seq_len, rule = run.summary.get("task"), run.summary.get("seq_len"), run.summary.get("baseline_rule")
+    return f"{task} T = {seq_len} flattened (trivial baseline: {rule})"
+
+
 def _profile_row(run: Run) -> tuple[float | None, float | None]:
     grads = list(run.at_step("grad/layer/", 0).values())
     return (grads[0], grads[-1]) if grads else (None, None)
@@ -199,12 +204,21 @@ def _mlp_rows(runs: list[Run], keys: list[str]) -> list[list[str]]:
         val = run.final("val/loss")
         rows.append(
             [str(run.cfg(k)) for k in keys]
-            + [fmt(first), fmt(head), fmt(ratio), fmt(val), fmt(run.best("val/loss")), status_text(run)]
+            + [fmt(first), fmt(head), fmt(ratio), fmt(val), fmt(run.best("val/loss")), fmt(run.final("val/acc"), 3)]
+            + [status_text(run)]
         )
     return rows
 
 
-MLP_COLUMNS = ["‖∇W‖ layer 1 (step 0)", "‖∇W‖ head (step 0)", "ratio", "final val MSE", "best val MSE", "status"]
+MLP_COLUMNS = [
+    "‖∇W‖ layer 1 (step 0)",
+    "‖∇W‖ head (step 0)",
+    "ratio",
+    "final val loss",
+    "best val loss",
+    "final val acc",
+    "status",
+]
 
 
 def init_section(runs: list[Run], docs: Path) -> list[str]:
@@ -212,8 +226,8 @@ def init_section(runs: list[Run], docs: Path) -> list[str]:
         return ["(no runs)"]
     r0 = runs[0]
     out = [
-        f"MLP width {r0.cfg('model.width')}, adding problem T = {r0.cfg('data.seq_len')} flattened "
-        f"(baseline MSE 1/6), SGD lr {r0.cfg('optimizer.lr')} momentum {r0.cfg('optimizer.momentum')}, no clipping, "
+        f"MLP width {r0.cfg('model.width')}, {task_text(r0)}, SGD lr {r0.cfg('optimizer.lr')} "
+        f"momentum {r0.cfg('optimizer.momentum')}, no clipping, "
         f"{r0.cfg('trainer.max_steps')} steps, batch {r0.cfg('data.batch_size')}. N(0,1) = `model.init=normal "
         "model.init_std=1`. Gradient norms are GradNormMonitor's `grad/layer/*` at step 0.",
         "",
@@ -266,8 +280,8 @@ def norm_residual_section(runs: list[Run], docs: Path) -> list[str]:
     r0 = runs[0]
     out = [
         f"Depth {r0.cfg('model.depth')}, width {r0.cfg('model.width')}, He init, relu, Adam lr "
-        f"{r0.cfg('optimizer.lr')}, no clipping, {r0.cfg('trainer.max_steps')} steps, adding T = "
-        f"{r0.cfg('data.seq_len')} flattened (baseline 1/6). `residual=true` is the ResNet-style block h ← h + f(h).",
+        f"{r0.cfg('optimizer.lr')}, no clipping, {r0.cfg('trainer.max_steps')} steps, {task_text(r0)}. "
+        "`residual=true` is the ResNet-style block h ← h + f(h).",
         "",
     ]
     runs = sorted(runs, key=lambda r: (not r.cfg("model.residual"), str(r.cfg("model.norm"))))
@@ -287,7 +301,7 @@ def activations_section(runs: list[Run], docs: Path) -> list[str]:
     out = [
         f"Depth {r0.cfg('model.depth')}, width {r0.cfg('model.width')}, He-style init with each activation's gain, "
         f"SGD lr {r0.cfg('optimizer.lr')} momentum {r0.cfg('optimizer.momentum')}, no clipping, "
-        f"{r0.cfg('trainer.max_steps')} steps, adding T = {r0.cfg('data.seq_len')} flattened (baseline 1/6).",
+        f"{r0.cfg('trainer.max_steps')} steps, {task_text(r0)}.",
         "",
     ]
     out += table(["activation", *MLP_COLUMNS], _mlp_rows(runs, ["model.activation"]))

@@ -38,12 +38,12 @@ EXPERIMENTS: list[Experiment] = [
     Experiment(
         "init_study",
         "Initialisation: N(0,1) vs Xavier vs He",
-        ["trainer.max_steps=150", "data.batches_per_epoch=50", "data.val_size=512", "data.test_size=512"],
+        ["trainer.max_steps=300", "data.batches_per_epoch=50", "data.val_size=512", "data.test_size=512"],
     ),
     Experiment(
         "norm_residual",
         "Normalisation and residual connections at depth 50",
-        ["trainer.max_steps=600", "data.batches_per_epoch=50", "data.val_size=512", "data.test_size=512"],
+        ["trainer.max_steps=400", "data.batches_per_epoch=50", "data.val_size=512", "data.test_size=512"],
     ),
     Experiment(
         "activations",
