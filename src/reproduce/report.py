@@ -314,7 +314,7 @@ def activations_section(runs: list[Run], docs: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-def _recurrent_rows(runs: list[Run], notes: dict[str, str]) -> list[list[str]]:
+def _recurrent_rows(runs: list[Run]) -> list[list[str]]:
     rows = []
     for run in runs:
         base = run.baseline
@@ -334,7 +334,6 @@ def _recurrent_rows(runs: list[Run], notes: dict[str, str]) -> list[list[str]]:
                 str(solved) if solved is not None else "–",
                 fmt(run.summary.get("max_grad_norm"), 3),
                 status_text(run),
-                notes.get(model, ""),
             ]
         )
     return rows
@@ -351,7 +350,6 @@ RECURRENT_COLUMNS = [
     f"steps to solve (< {SOLVE_MARGIN}×)",
     "max ‖g‖",
     "status",
-    "published",
 ]
 
 
@@ -373,7 +371,10 @@ def recurrent_section(runs: list[Run], docs: Path, task: str) -> list[str]:
     runs = sorted(
         runs, key=lambda r: (r.summary.get("choices", {}).get("model", ""), r.summary.get("seq_len"), clip_label(r))
     )
-    out += table(RECURRENT_COLUMNS, _recurrent_rows(runs, notes))
+    out += table(RECURRENT_COLUMNS, _recurrent_rows(runs))
+    out += ["", "Published, per model:"]
+    models = sorted({r.summary.get("choices", {}).get("model", "") for r in runs})
+    out += [f"- {model}: {notes[model]}" for model in models if model in notes]
     n_div = sum(r.status == "diverged" for r in runs)
     n_solved = sum(r.first_step_below("val/loss", SOLVE_MARGIN * r.baseline) is not None for r in runs if r.baseline)
     out += ["", f"{len(runs)} runs: {n_solved} solved, {n_div} diverged."]
