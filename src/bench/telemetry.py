@@ -12,7 +12,8 @@ Variants, each on the same model, data, Trainer settings and logger (a W&B run, 
 
 Models: a 50-layer width-256 tanh MLP and a tanh RNN (hidden 128) over T = 100 steps. Each run times
 ``--steps`` optimizer steps after ``--warmup`` steps; runs are interleaved (every variant once per repeat,
-the order rotated) and the median of the repeats is reported, with its ratio to ``none``. Trainer:
+the order rotated) and the median of the repeats is reported, with its ratio to ``none``, per wall-clock
+second and per CPU second of the process (the steadier measure on a machine shared with other jobs). Trainer:
 ``log_every_n_steps=25`` (the project default), so a 250-step window holds the same share of logging,
 histogram and through-time steps as a long run.
 """
@@ -100,27 +101,32 @@ class LightningRecipe(L.Callback):
 
 
 class StepTimer(L.Callback):
-    """Wall time of the optimizer steps after ``warmup``, up to the end of the last one."""
+    """Wall and process CPU time of the optimizer steps after ``warmup``, up to the end of the last one.
+
+    On a machine shared with other jobs the wall clock also measures them; the process's CPU time (all its
+    threads) is the steadier of the two there, so both are reported.
+    """
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end, self.steps = warmup, 0.0, 0.0, 0
+        self.warmup, self.steps = warmup, 0
+        self.start, self.end = (0.0, 0.0), (0.0, 0.0)  # (wall, cpu)
 
-    def _sync(self, pl_module: L.LightningModule) -> None:
+    def _now(self, pl_module: L.LightningModule) -> tuple[float, float]:
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter(), time.process_time()
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
         if trainer.global_step == self.warmup:
-            self._sync(pl_module)
-            self.start = time.perf_counter()
+            self.start = self._now(pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._sync(pl_module)
-        self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
+        self.end, self.steps = self._now(pl_module), trainer.global_step - self.warmup
 
     @property
-    def steps_per_s(self) -> float:
-        return self.steps / (self.end - self.start)
+    def rates(self) -> tuple[float, float]:
+        """(steps per wall second, steps per CPU second)"""
+        return self.steps / (self.end[0] - self.start[0]), self.steps / (self.end[1] - self.start[1])
 
 
 TELEMETRY = {f"src.callbacks.{name}" for name in TELEMETRY_CLASSES}
@@ -134,7 +140,10 @@ def default_monitors() -> list[L.Callback]:
     return [instantiate(c) for c in entries.values() if isinstance(c, dict) and c.get("_target_") in TELEMETRY]
 
 
-def run_once(model: str, variant: str, steps: int, warmup: int, run: Any, accelerator: str, save_dir: Path) -> float:
+def run_once(
+    model: str, variant: str, steps: int, warmup: int, run: Any, accelerator: str, save_dir: Path
+) -> tuple[float, float]:
+    """(steps per wall second, steps per CPU second) of one training run."""
     make, sequence, shape = MODELS[model]
     torch.manual_seed(0)
     module = Regression(make(), sequence)
@@ -167,7 +176,7 @@ def run_once(model: str, variant: str, steps: int, warmup: int, run: Any, accele
     finally:
         if variant.startswith("watch_"):
             run.unwatch(module)
-    return timer.steps_per_s
+    return timer.rates
 
 
 def main(argv: list[str]) -> int:
@@ -189,7 +198,7 @@ def main(argv: list[str]) -> int:
 
     for name in ("lightning.pytorch", "lightning.fabric"):  # one line per run is enough
         logging.getLogger(name).setLevel(logging.WARNING)
-    results: dict[str, dict[str, list[float]]] = {m: {v: [] for v in args.variants} for m in args.models}
+    results: dict[str, dict[str, list[tuple[float, float]]]] = {m: {v: [] for v in args.variants} for m in args.models}
     with tempfile.TemporaryDirectory() as tmp:
         run = wandb.init(mode="offline", dir=tmp, project="gradlab-bench", settings=wandb.Settings(silent=True))
         try:
@@ -197,21 +206,28 @@ def main(argv: list[str]) -> int:
                 for model in args.models:
                     k = repeat % len(args.variants)  # rotate the order: no variant always runs first
                     for variant in args.variants[k:] + args.variants[:k]:
-                        sps = run_once(model, variant, args.steps, args.warmup, run, args.accelerator, Path(tmp))
-                        results[model][variant].append(sps)
-                        print(f"repeat {repeat} {model:4s} {variant:17s} {sps:8.1f} steps/s", flush=True)
+                        wall, cpu = run_once(model, variant, args.steps, args.warmup, run, args.accelerator, Path(tmp))
+                        results[model][variant].append((wall, cpu))
+                        print(f"repeat {repeat} {model:4s} {variant:17s} {wall:8.1f} steps/s {cpu:8.1f} steps/cpu-s")
         finally:
             run.finish()
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"\nmedian of {args.repeats} interleaved runs, {args.steps} timed steps each, {device}")
-    print(f"{'model':6s} {'variant':17s} {'steps/s':>9s} {'vs none':>8s}")
+    print(f"{'model':6s} {'variant':17s} {'steps/s':>9s} {'vs none':>8s} {'steps/cpu-s':>12s} {'vs none':>8s}")
     summary = {}
     for model, by_variant in results.items():
-        base = statistics.median(by_variant["none"])
-        for variant, values in by_variant.items():
-            median = statistics.median(values)
-            summary[f"{model}/{variant}"] = {"steps_per_s": median, "ratio": median / base, "runs": values}
-            print(f"{model:6s} {variant:17s} {median:9.1f} {median / base:8.3f}")
+        base_wall = statistics.median(w for w, _ in by_variant["none"])
+        base_cpu = statistics.median(c for _, c in by_variant["none"])
+        for variant, runs in by_variant.items():
+            wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+            summary[f"{model}/{variant}"] = {
+                "steps_per_s": wall,
+                "ratio": wall / base_wall,
+                "steps_per_cpu_s": cpu,
+                "cpu_ratio": cpu / base_cpu,
+                "runs": runs,
+            }
+            print(f"{model:6s} {variant:17s} {wall:9.1f} {wall / base_wall:8.3f} {cpu:12.1f} {cpu / base_cpu:8.3f}")
     if args.out:
         args.out.write_text(json.dumps({"device": device, "steps": args.steps, "results": summary}, indent=2))
     return 0
