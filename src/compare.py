@@ -38,7 +38,9 @@ def collect(paths: list[Path]) -> list[Run]:
 
 
 def label(run: Run) -> str:
-    return str(run.summary.get("name") or run.run_dir.name)
+    name = str(run.summary.get("name") or run.run_dir.name)
+    rule = run.summary.get("clipping", "none")
+    return name if rule in ("none", None) or name.endswith(rule) else f"{name} [{rule}]"
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

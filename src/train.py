@@ -72,8 +72,26 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             with open_dict(logger_cfg):
                 logger_cfg.mode = wandb_mode(logger_cfg.get("mode", "auto"))
                 logger_cfg.group = logger_cfg.group or default_group(cfg)
+                logger_cfg.job_type = logger_cfg.get("job_type") or hydra_choices().get("model")
+                logger_cfg.tags = list(logger_cfg.tags or []) + default_tags(cfg)
         loggers.append(instantiate(logger_cfg))
     return loggers
+
+
+def default_tags(cfg: DictConfig) -> list[str]:
+    """W&B tags for filtering: task, model and clipping rule (W&B cannot group by tags; `group` does that)."""
+    choices = hydra_choices()
+    rule = choices.get("clipping", "none")
+    clip = (
+        rule
+        if rule != "none"
+        else (
+            "noclip"
+            if cfg.clip is None
+            else f"clip_{cfg.clip_algorithm.value if hasattr(cfg.clip_algorithm, 'value') else cfg.clip_algorithm}"
+        )
+    )
+    return [t for t in (choices.get("data"), choices.get("model"), clip) if t]
 
 
 def default_group(cfg: DictConfig) -> str:

@@ -65,6 +65,22 @@ def test_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
 
 
 @pytest.mark.timeout(600)
+def test_stateful_clipping_rule_is_identical_under_ddp(tmp_path):
+    # ZClip's EMA state is computed from all-reduced gradients: 2 ranks keep the state one process keeps
+    rule = ["clipping=zclip", "clipping.warmup_steps=2", "clipping.z_thresh=0.5", "logger=csv", "callbacks=default"]
+    run_cli(tmp_path, *SMALL, *rule, "trainer=ddp_sim", "data.batch_size=16")
+    run_cli(tmp_path, *SMALL, *rule, "data.batch_size=32", "data.shards_per_device=2")
+    ddp_dir, single_dir = sorted(tmp_path.glob("outputs/*/*"), key=lambda p: p.stat().st_mtime)
+    ddp, single = load_run(ddp_dir).series, load_run(single_dir).series
+    assert len(ddp["clip/threshold"]) == 6 and any(v != float("inf") for _, v in ddp["clip/threshold"])
+    for key in ("clip/threshold", "clip/ema_mean", "grad/norm_total_postclip"):
+        for (_, a), (_, b) in zip(ddp[key], single[key], strict=True):
+            assert a == pytest.approx(b, rel=1e-5), key
+    ckpt = torch.load(ddp_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert int(ckpt["clipper.count"]) == 6
+
+
+@pytest.mark.timeout(600)
 def test_multirun_with_ddp_runs_each_job_once(tmp_path):
     run_cli(tmp_path, "-m", *SMALL, "trainer=ddp_sim", "callbacks=minimal", "logger=csv", "clip=null,1.0")
     sweeps = list(tmp_path.glob("multirun/*/*"))
@@ -85,4 +101,5 @@ def test_multirun_makes_one_wandb_run_per_job(tmp_path):
     assert records[0]["group"] == records[1]["group"] != ""  # one W&B group for the sweep
     for r in records:
         assert r["config"]["hardware"]["accelerator"] == "cpu" and r["config"]["hardware"]["world_size"] == 1
+        assert r["job_type"] == "mlp" and r["tags"] == ["adding", "mlp", "clip_norm"]
         assert r["summary"]["status"] == "completed"

@@ -19,3 +19,14 @@ RUN_UID = f"{os.getpid():x}{secrets.token_hex(2)}"
 register_schemas()
 if not OmegaConf.has_resolver("run_uid"):
     OmegaConf.register_new_resolver("run_uid", lambda: RUN_UID)
+
+
+def clip_label(clip: float | None, rule: str | None = None) -> str:
+    """How a run's name says what clipped it: the rule's name, clip<value> (Lightning), or noclip."""
+    if rule and rule != "none":
+        return str(rule)
+    return "noclip" if clip is None else f"clip{clip}"
+
+
+if not OmegaConf.has_resolver("clip_label"):
+    OmegaConf.register_new_resolver("clip_label", clip_label)
