@@ -45,9 +45,16 @@ def print_run_summary(summary: dict[str, Any]) -> None:
             f"  training diverged at step {div.get('step', '?')} ({div.get('reason', 'non-finite')}); "
             "this is a recorded result, not a crash (exit code 0)"
         )
+    rule = summary.get("clipping", "none")
+    if rule != "none":
+        clipping = f"clipping={rule}"
+    elif summary["clip"] is None:
+        clipping = "no clipping"
+    else:
+        clipping = f"clip={summary['clip']} ({summary['clip_algorithm']})"
     lines.append(
         f"  {summary['steps']} optimizer steps in {summary['wall_time_s']:.1f} s "
-        f"({_fmt(summary.get('steps_per_s'))} steps/s), clip={summary['clip']} ({summary['clip_algorithm']})"
+        f"({_fmt(summary.get('steps_per_s'))} steps/s), {clipping}"
     )
     val = metrics.get("val/loss")
     baseline = summary.get("baseline")
