@@ -2,7 +2,7 @@
 
 Backpropagation through time multiplies one Jacobian diag(σ'(a_t))·W_hh per step, so the gradient that
 reaches h_t from a loss at the end shrinks or grows geometrically with T − t: the vanishing and exploding
-gradient problem in one picture. Pascanu, Mikolov & Bengio (2013), §3.1: with |σ'| ≤ γ, σ_max(W_hh) < 1/γ
+gradient problem in one picture. Pascanu, Mikolov & Bengio (2013), §2.1: with |σ'| ≤ γ, σ_max(W_hh) < 1/γ
 is *sufficient* for the long-term components to vanish, so explosion *needs* σ_max(W_hh) > 1/γ;
 γ = 1 for tanh (threshold 1), γ = 1/4 for the logistic sigmoid (threshold 4). For ReLU, σ' ∈ {0, 1}, so the
 threshold is 1 as for tanh. For LSTM/GRU the stacked gate matrix's σ_max is logged; the bound is the
