@@ -325,7 +325,7 @@ def _recurrent_rows(runs: list[Run]) -> list[list[str]]:
         rows.append(
             [
                 model,
-                str(run.summary.get("seq_len")),
+                str(run.cfg("data.seq_len")),
                 clip_label(run),
                 fmt(val),
                 fmt(base),
@@ -369,18 +369,29 @@ def recurrent_section(runs: list[Run], docs: Path, task: str) -> list[str]:
         "",
     ]
     runs = sorted(
-        runs, key=lambda r: (r.summary.get("choices", {}).get("model", ""), r.summary.get("seq_len"), clip_label(r))
+        runs, key=lambda r: (r.summary.get("choices", {}).get("model", ""), r.cfg("data.seq_len"), clip_label(r))
     )
     out += table(RECURRENT_COLUMNS, _recurrent_rows(runs))
-    out += ["", "Published, per model:"]
+    out += ["", "Measured against published, per model (T values where any clipping setting beat / solved it):"]
     models = sorted({r.summary.get("choices", {}).get("model", "") for r in runs})
-    out += [f"- {model}: {notes[model]}" for model in models if model in notes]
+    for model in models:
+        mine = [r for r in runs if r.summary.get("choices", {}).get("model") == model]
+        beat = sorted(
+            {r.cfg("data.seq_len") for r in mine if (r.final("val/loss") or math.inf) < BEAT_MARGIN * r.baseline}
+        )
+        solved = sorted(
+            {r.cfg("data.seq_len") for r in mine if r.first_step_below("val/loss", SOLVE_MARGIN * r.baseline)}
+        )
+        out.append(
+            f"- **{model}**: measured beats the baseline at T ∈ {beat or '∅'}, solves it at T ∈ {solved or '∅'} "
+            f"— published: {notes.get(model, 'none')}"
+        )
     n_div = sum(r.status == "diverged" for r in runs)
     n_solved = sum(r.first_step_below("val/loss", SOLVE_MARGIN * r.baseline) is not None for r in runs if r.baseline)
     out += ["", f"{len(runs)} runs: {n_solved} solved, {n_div} diverged."]
     panels: dict[str, list[tuple[str, Run]]] = {}
     for run in runs:
-        title = f"{task} T = {run.summary.get('seq_len')}"
+        title = f"{task} T = {run.cfg('data.seq_len')}"
         label = f"{run.summary.get('choices', {}).get('model')} {clip_label(run)}"
         panels.setdefault(title, []).append((label, run))
     img = loss_curves(
@@ -403,11 +414,15 @@ def clip_section(runs: list[Run], docs: Path) -> list[str]:
         "",
     ]
     runs = sorted(runs, key=lambda r: math.inf if r.summary.get("clip") is None else r.summary["clip"])
+    unclipped = next((r for r in runs if r.summary.get("clip") is None), None)
+    mean_norm = unclipped.mean("grad/norm_total_preclip") if unclipped else None
     rows = []
     for run in runs:
+        clip = run.summary.get("clip")
         rows.append(
             [
-                str(run.summary.get("clip")),
+                str(clip),
+                fmt(clip / mean_norm if clip is not None and mean_norm else None, 3),
                 str(run.first_step_below("val/loss", SOLVE_MARGIN * base) or "–"),
                 str(run.first_step_below("val/loss", 0.01 * base) or "–"),
                 fmt(run.final("val/loss")),
@@ -420,6 +435,7 @@ def clip_section(runs: list[Run], docs: Path) -> list[str]:
     out += table(
         [
             "clip",
+            "clip / mean unclipped ‖g‖",
             "steps to < 0.1× baseline",
             "steps to < 0.01× baseline",
             "final val MSE",
