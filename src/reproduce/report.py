@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from src import compare as compare_runs
 from src.reproduce import published as pub
 from src.reproduce.plots import layer_profiles, loss_curves
 from src.reproduce.runs import Run, load_sweep
@@ -465,6 +466,13 @@ SECTIONS: dict[str, Callable[[list[Run], Path], list[str]]] = {
 }
 
 
+def compare_links(sweep_dir: Path, docs: Path, name: str) -> list[str]:
+    """scripts/compare.py's plots and table for one experiment's sweep, under docs/img/NAME/, as links."""
+    written = compare_runs.compare(compare_runs.collect([sweep_dir]), docs / "img" / name)
+    links = " · ".join(f"[{kind.replace('_', ' ')}]({rel(path, docs)})" for kind, path in written.items())
+    return [f"All runs through `python scripts/compare.py {sweep_dir}`: {links}."]
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -511,6 +519,8 @@ def build_report(root: Path, docs: Path) -> Path:
         runs = load_sweep(root / exp.name)
         lines += [f"## {i}. {exp.title}", "", f"`python scripts/train.py -m experiment={exp.name}`", ""]
         lines += SECTIONS[exp.name](runs, docs) if runs else ["(not run)"]
+        if runs:
+            lines += ["", *compare_links(root / exp.name, docs, exp.name)]
         lines.append("")
     docs.mkdir(parents=True, exist_ok=True)
     path = docs / "results.md"
