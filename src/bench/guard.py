@@ -6,6 +6,8 @@ Same models, data and Trainer settings as ``bench telemetry`` (a 50-layer width-
 T = 100). The guard computes the per-layer norms (shared with GradNormMonitor when both run) and moves four
 flags to the host every optimizer step — the one host sync per step that a skip/stop decision needs — so
 ``guard`` is measured alone, and ``guard+grad_norm`` against ``grad_norm`` to show the shared computation.
+Rates are optimizer steps per CPU second of the training process (run with OMP_NUM_THREADS=1), which other
+jobs on the machine do not inflate the way they inflate wall time.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def run_once(model: str, variant: str, steps: int, warmup: int, save_dir: Path) 
     )
     loader = torch.utils.data.DataLoader(batches(shape, 16, torch.device("cpu")), batch_size=None)
     trainer.fit(Regression(make(), sequence), loader)
-    return timer.steps_per_s
+    return timer.rates[1]  # steps per CPU second of this process: steadier than wall time on a shared machine
 
 
 def main(argv: list[str]) -> int:
