@@ -9,7 +9,8 @@
   progress bar and the W&B (offline) + CSV loggers) and ``gradlab_bare`` (``train(cfg)`` with callbacks=none
   logger=none: Lightning's own loop cost).
 - ``scaling``: steps/s of gradlab's default run against T (RNN, LSTM) and against depth (MLP); the time per
-  step should grow linearly (BPTT is T sequential cell steps; an MLP is depth matmuls).
+  step should be linear, a fixed per-step overhead plus a constant cost per time step (BPTT is T sequential
+  cell steps) or per layer (one matmul each): the table gives the least-squares line beside each measurement.
 
 gradlab's steps are timed by a callback from the ``warmup``-th optimizer step to the last one, with validation
 kept out of the window (one epoch is longer than the run; train(cfg) validates after fit, untimed).
@@ -158,12 +159,21 @@ def scaling(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
             )
             rows.append({"model": name, key: value, "steps_per_s": sps, "ms_per_step": 1000 / sps})
             print(f"[loop] scaling {name} {key}={value}: {sps:.1f} steps/s", flush=True)
-        base = next(r for r in rows if r["model"] == name)
-        for r in rows:
-            if r["model"] == name:
-                # linear cost: ms/step grows like the swept size (ratio 1 = exactly linear from the smallest)
-                r["ms_per_unit_vs_smallest"] = (r["ms_per_step"] / r[key]) / (base["ms_per_step"] / base[key])
+        mine = [r for r in rows if r["model"] == name]
+        intercept, slope = linear_fit([r[key] for r in mine], [r["ms_per_step"] for r in mine])
+        for r in mine:
+            # linear cost = a fixed per-step overhead plus a constant cost per time step / layer
+            r["fit_ms"] = intercept + slope * r[key]
+            r["fit_intercept_ms"], r["fit_slope_ms"] = intercept, slope
     return rows
+
+
+def linear_fit(x: list[float], y: list[float]) -> tuple[float, float]:
+    """Least-squares intercept and slope of y against x."""
+    n, mx, my = len(x), sum(x) / len(x), sum(y) / len(y)
+    sxx = sum((a - mx) ** 2 for a in x)
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sxx if n > 1 and sxx else 0.0
+    return my - slope * mx, slope
 
 
 def format_tables(result: dict[str, Any]) -> str:
@@ -173,12 +183,12 @@ def format_tables(result: dict[str, Any]) -> str:
         for r in result["efficiency"]:
             lines.append(f"{r['size']:8s} {r['variant']:13s} {r['steps_per_s']:9.1f} {r['vs_bare']:8.3f}")
     if result.get("scaling"):
-        lines += ["", f"{'model':6s} {'size':>12s} {'steps/s':>9s} {'ms/step':>8s} {'ms/unit vs smallest':>20s}"]
+        lines += ["", f"{'model':6s} {'size':>12s} {'steps/s':>9s} {'ms/step':>8s} {'linear fit':>10s}  fit"]
         for r in result["scaling"]:
             size = next(f"{k.split('.')[-1]}={v}" for k, v in r.items() if k in ("data.seq_len", "model.depth"))
             lines.append(
-                f"{r['model']:6s} {size:>12s} {r['steps_per_s']:9.1f} {r['ms_per_step']:8.2f} "
-                f"{r['ms_per_unit_vs_smallest']:20.2f}"
+                f"{r['model']:6s} {size:>12s} {r['steps_per_s']:9.1f} {r['ms_per_step']:8.2f} {r['fit_ms']:10.2f}  "
+                f"{r['fit_intercept_ms']:.2f} ms + {r['fit_slope_ms']:.3f} ms x {size.split('=')[0]}"
             )
     return "\n".join(lines)
 
