@@ -78,6 +78,12 @@ def main(argv: list[str]) -> int:
         )
         print(table + "\n", flush=True)
         sections.append((name, " ".join(["python scripts/bench.py", *cmd[2:]]), wall, table))
+        write_doc(args, sections)  # after every module: a long run leaves what it has measured
+    print(f"[bench] wrote {args.docs / 'benchmarks.md'}")
+    return 0
+
+
+def write_doc(args: argparse.Namespace, sections: list[tuple[str, str, float, str]]) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
         "# Benchmarks",
@@ -92,5 +98,3 @@ def main(argv: list[str]) -> int:
         lines += [f"## {name}", "", f"`{command}` ({wall:.0f} s)", "", "```", table, "```", ""]
     args.docs.mkdir(parents=True, exist_ok=True)
     (args.docs / "benchmarks.md").write_text("\n".join(lines))
-    print(f"[bench] wrote {args.docs / 'benchmarks.md'}")
-    return 0
