@@ -174,7 +174,8 @@ def gradient_summary(callbacks: list[Any]) -> dict[str, Any]:
             out.update(cb.run_totals())
         if isinstance(cb, DivergenceGuard):
             out["skipped_steps"] = cb.skipped_steps
-            out["guard_events"] = cb.events[:50]
+            out["guard_events"] = cb.events[:50]  # the first 50; guard_event_count has them all
+            out["guard_event_count"] = len(cb.events)
             if cb.diverged:
                 assert cb.divergence is not None
                 out["status"] = "diverged"

@@ -129,7 +129,10 @@ class DivergenceGuard(Callback):
             reason = "grad_spike" if grad_spike else "loss_spike" if loss_spike else "spike_other_rank"
         action = self.on_nonfinite if nonfinite else self.on_spike
         self.events.append({"step": stats.step, "kind": kind, "reason": reason, "action": action})
-        log.warning("divergence guard: %s at step %d (action: %s)", reason, stats.step, action)
+        n = len(self.events)
+        if n <= 3 or n % 50 == 0:  # every event is in self.events (and summary.json); the log stays readable
+            more = "" if n <= 3 else f" ({n} events so far)"
+            log.warning("divergence guard: %s at step %d (action: %s)%s", reason, stats.step, action, more)
         if action == "warn":
             if nonfinite and self.divergence is None:  # training goes on, but the run has diverged
                 self._record_divergence(trainer, pl_module, stats.step, reason)
