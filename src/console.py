@@ -64,6 +64,11 @@ def print_run_summary(summary: dict[str, Any]) -> None:
             f"  val/loss {_fmt(val)} vs trivial baseline {_fmt(baseline)} ({summary['baseline_rule']}): "
             f"{100 * val / baseline:.1f}% of the baseline, {verdict}"
         )
+    if summary.get("guard_event_count"):
+        lines.append(
+            f"  divergence guard: {summary['guard_event_count']} events (spikes/non-finite), "
+            f"{summary.get('skipped_steps', 0)} steps skipped; details in summary.json (guard_events)"
+        )
     if "test/loss" in metrics:
         lines.append(f"  test/loss {_fmt(metrics['test/loss'])}")
     lines.append(f"  run directory: {summary['run_dir']} (summary.json, csv/metrics.csv, checkpoints/)")
