@@ -5,14 +5,22 @@ Symptoms ("Diagnosing Exploding Gradients" in the seed article):
 2. weight norms grow monotonically instead of settling;
 3. the gradient norm grows across training instead of stabilising (the seed: ~1 to ~1000 over 10 epochs);
 4. spikes: single steps far above the typical gradient norm.
-Plus a suggested clipping threshold from the observed pre-divergence norms: the 90th percentile, so that
-typical steps pass untouched and only the largest tenth is rescaled — inside the range Pascanu, Mikolov &
-Bengio (2013, §3.2) found to still converge (half to ten times the average norm), which is shown beside it.
+
+Sources, all in the run directory: ``summary.json`` (status, the guard's events and divergence record),
+``csv/metrics.csv`` (CSVLogger: ``train/loss``, ``grad/norm_total_preclip``, ``grad/norm_max_since_log``,
+``weight/layer/*``) and ``divergence.json`` (the guard's flight recorder: every step's norms before the event).
+
+The suggested clipping threshold is the 90th percentile of the finite pre-clip norms logged before the run
+diverged or first spiked, so that typical steps pass untouched and only the largest tenth is rescaled. When the
+norm was growing (symptom 3) only the first half of those steps counts: the later ones are the explosion, not
+the healthy scale. Pascanu, Mikolov & Bengio (2013, §3.2) found thresholds from half to ten times the average
+norm to converge; that range is printed beside it. Fewer than ``MIN_NORMS`` samples give no suggestion.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +28,9 @@ from statistics import median
 from typing import Any
 
 from src.reproduce.runs import load_run
+
+MIN_NORMS = 10  # fewer finite pre-divergence norms than this are no distribution to take a percentile of
+CLIP_PERCENTILE = 90
 
 
 @dataclass
@@ -35,10 +46,47 @@ class Verdict:
     def exploding(self) -> bool:
         return bool(self.symptoms)
 
+    def add(self, symptom: str, evidence: str) -> None:
+        self.symptoms.append(symptom)
+        self.evidence.append(evidence)
+
 
 def _chunks(values: list[float], n: int) -> list[list[float]]:
     size = max(1, len(values) // n)
     return [values[i * size : (i + 1) * size] for i in range(n) if values[i * size : (i + 1) * size]]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def _nonfinite_evidence(divergence: dict[str, Any] | None, record: dict[str, Any] | None, step: int) -> str:
+    if divergence is None:
+        return f"train/loss non-finite at logged step {step}"
+    parts = [f"{divergence['reason']} at step {step}"]
+    if divergence.get("loss_nonfinite"):
+        parts.append("the loss itself was non-finite (the forward pass overflowed; every gradient follows)")
+    elif divergence.get("first_nonfinite_layer"):
+        parts.append(f"first layer with a non-finite gradient (network order): {divergence['first_nonfinite_layer']}")
+    measured = divergence.get("layers_measured_at_step")
+    if divergence.get("spike_layer"):
+        parts.append(
+            f"layer that grew most against its recent median: {divergence['spike_layer']} "
+            f"(x{divergence['spike_ratio_vs_median']:.3g} at step {measured})"
+        )
+    elif divergence.get("largest_grad_layer"):
+        parts.append(f"largest layer gradient at step {measured}: {divergence['largest_grad_layer']}")
+    if record:
+        history = record.get("history", {})
+        lead = [(s, g) for s, g in zip(history.get("step", []), history.get("grad_norm", []), strict=False) if s < step]
+        if lead:
+            parts.append(
+                "total norm over the last recorded steps: " + ", ".join(f"{g:.3g} (step {s})" for s, g in lead[-5:])
+            )
+    clip = divergence.get("clip")
+    parts.append("no clipping" if clip is None else f"clip {clip} ({divergence.get('clip_algorithm')})")
+    return "; ".join(parts)
 
 
 def diagnose(run_dir: Path) -> Verdict:
@@ -48,66 +96,105 @@ def diagnose(run_dir: Path) -> Verdict:
     summary: dict[str, Any] = run.summary
     metrics = run.series
     verdict = Verdict(str(run_dir), summary.get("status", "unknown"))
+    record_path = Path(run_dir) / "divergence.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else None
 
     # 1. NaN / inf loss (or gradient), from the guard's record and the logged losses
-    divergence = summary.get("divergence")
+    divergence = summary.get("divergence") or (record and {k: v for k, v in record.items() if k != "history"})
     bad_losses = [(s, v) for s, v in metrics.get("train/loss", []) if not math.isfinite(v)]
+    end = math.inf  # the first step of the divergence: later numbers describe the wreck, not the run
     if divergence or bad_losses:
-        step = divergence["step"] if divergence else bad_losses[0][0]
-        reason = divergence["reason"] if divergence else "train/loss non-finite"
-        layer = (divergence or {}).get("first_nonfinite_layer") or (divergence or {}).get("spike_layer")
-        verdict.symptoms.append("loss or gradient went NaN/inf")
-        verdict.evidence.append(f"{reason} at step {step}" + (f"; first layer affected: {layer}" if layer else ""))
+        end = divergence["step"] if divergence else bad_losses[0][0]
+        verdict.add("loss or gradient went NaN/inf", _nonfinite_evidence(divergence, record, int(end)))
 
     # 2. weight norms growing monotonically
     for key, points in metrics.items():
-        if not key.startswith("weight/layer/") or len(points) < 4:
+        if not key.startswith("weight/layer/"):
             continue
-        values = [v for _, v in points if math.isfinite(v)]
+        values = [v for s, v in points if s < end and math.isfinite(v)]
         if len(values) < 4:
             continue
         rises = sum(b > a for a, b in itertools.pairwise(values)) / (len(values) - 1)
         if rises >= 0.9 and values[-1] > 2 * values[0]:
-            verdict.symptoms.append("weight norms growing monotonically")
-            verdict.evidence.append(
+            verdict.add(
+                "weight norms growing monotonically",
                 f"{key.removeprefix('weight/layer/')}: {values[0]:.3g} -> {values[-1]:.3g}, rose on "
-                f"{100 * rises:.0f}% of {len(values)} logged steps"
+                f"{100 * rises:.0f}% of {len(values)} logged steps",
             )
             break
 
     # 3. gradient norm growing across training instead of stabilising
-    norms = [v for _, v in metrics.get("grad/norm_total_preclip", []) if math.isfinite(v)]
+    logged = [(s, v) for s, v in metrics.get("grad/norm_total_preclip", []) if s < end and math.isfinite(v)]
+    norms = [v for _, v in logged]
     parts = _chunks(norms, 4)
+    growing = False
     if len(parts) == 4:
         medians = [median(p) for p in parts]
-        if all(b > a for a, b in itertools.pairwise(medians)) and medians[-1] > 10 * medians[0]:
-            verdict.symptoms.append("gradient norm growing across training")
-            verdict.evidence.append(
-                "median pre-clip norm per quarter of training: " + ", ".join(f"{m:.3g}" for m in medians)
+        growing = all(b > a for a, b in itertools.pairwise(medians)) and medians[-1] > 10 * medians[0]
+        if growing:
+            verdict.add(
+                "gradient norm growing across training",
+                "median pre-clip norm per quarter of training: " + ", ".join(f"{m:.3g}" for m in medians),
             )
 
     # 3b. the seed's yardstick: "if gradient norm grows from ~1 to ~1000 ... exploding gradients are the cause"
     if norms and median(norms) > 1e3:
-        verdict.symptoms.append("gradient norm far above ~1000")
-        verdict.evidence.append(f"median logged pre-clip norm {median(norms):.3g} (max {max(norms):.3g})")
+        verdict.add("gradient norm far above ~1000", f"median logged pre-clip norm {median(norms):.3g}")
 
-    # 4. spikes: the largest norm between logs far above the typical logged norm
-    maxima = [v for _, v in metrics.get("grad/norm_max_since_log", []) if math.isfinite(v)]
-    if norms and maxima and median(norms) > 0 and max(maxima) > 10 * median(norms):
-        verdict.symptoms.append("gradient norm spikes")
-        verdict.evidence.append(f"largest step norm {max(maxima):.3g} vs median logged norm {median(norms):.3g}")
-
-    if norms:
-        ordered = sorted(norms)
-        p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
-        mean = sum(norms) / len(norms)
-        verdict.suggested_clip = p90
-        verdict.clip_rationale = (
-            f"90th percentile of {len(norms)} finite pre-clip norms before any divergence: typical steps pass, "
-            f"the largest tenth is rescaled (Pascanu et al. 2013: half to ten times the average "
-            f"{mean:.3g}, i.e. {0.5 * mean:.3g} to {10 * mean:.3g}, still converges)"
+    # 4. spikes: the guard's spike events, or the largest norm between logs far above the typical logged norm
+    spikes = [e for e in summary.get("guard_events", []) if e.get("kind") == "spike"]
+    maxima = [v for s, v in metrics.get("grad/norm_max_since_log", []) if s < end and math.isfinite(v)]
+    if spikes:
+        steps = ", ".join(str(e["step"]) for e in spikes[:5])
+        verdict.add(
+            "gradient norm spikes",
+            f"the guard flagged {len(spikes)} spike(s) at steps {steps}{'...' if len(spikes) > 5 else ''} "
+            f"(action: {spikes[0]['action']})",
         )
+    elif norms and maxima and median(norms) > 0 and max(maxima) > 10 * median(norms):
+        verdict.add(
+            "gradient norm spikes", f"largest step norm {max(maxima):.3g} vs median logged norm {median(norms):.3g}"
+        )
+
+    suggest_clip(verdict, logged, record, end, spikes, growing)
     return verdict
+
+
+def suggest_clip(
+    verdict: Verdict,
+    logged: list[tuple[int, float]],
+    record: dict[str, Any] | None,
+    end: float,
+    spikes: list[dict[str, Any]],
+    growing: bool,
+) -> None:
+    """The CLIP_PERCENTILE-th percentile of the healthy pre-clip norms (see the module docstring)."""
+    stop = min([end, *(e["step"] for e in spikes)])
+    sample = [(s, v) for s, v in logged if s < stop]
+    source = "logged"
+    if len(sample) < MIN_NORMS and record:  # a short run: the flight recorder has every step, not every n-th
+        history = record.get("history", {})
+        steps, totals = history.get("step", []), history.get("grad_norm", [])
+        sample = [(s, v) for s, v in zip(steps, totals, strict=False) if s < stop and math.isfinite(v)]
+        source = "recorded"
+    if growing:
+        sample = sample[: max(1, len(sample) // 2)]
+    values = [v for _, v in sample]
+    if len(values) < MIN_NORMS:
+        verdict.clip_rationale = (
+            f"no suggestion: {len(values)} finite pre-clip norms before the run diverged or spiked, fewer than "
+            f"{MIN_NORMS}; take a healthy run's norms (e.g. the same run with clip=1.0) and try again"
+        )
+        return
+    mean = sum(values) / len(values)
+    verdict.suggested_clip = _percentile(values, CLIP_PERCENTILE)
+    scope = "the first half of" if growing else "all"
+    verdict.clip_rationale = (
+        f"{CLIP_PERCENTILE}th percentile of {scope} {len(values)} {source} finite pre-clip norms before any "
+        f"divergence or spike (steps {sample[0][0]}..{sample[-1][0]}): typical steps pass, the largest tenth is "
+        f"rescaled; Pascanu et al. 2013 §3.2 found half to ten times the average norm ({mean:.3g}), i.e. "
+        f"{0.5 * mean:.3g} to {10 * mean:.3g}, to converge"
+    )
 
 
 def report(verdict: Verdict) -> str:
@@ -119,4 +206,6 @@ def report(verdict: Verdict) -> str:
         lines.append("no symptom of exploding gradients (finite loss, weights and gradient norms settled)")
     if verdict.suggested_clip is not None:
         lines.append(f"suggested clip: {verdict.suggested_clip:.3g} ({verdict.clip_rationale})")
+    else:
+        lines.append(f"suggested clip: {verdict.clip_rationale}")
     return "\n".join(lines)

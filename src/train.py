@@ -176,6 +176,7 @@ def gradient_summary(callbacks: list[Any]) -> dict[str, Any]:
             out["skipped_steps"] = cb.skipped_steps
             out["guard_events"] = cb.events[:50]  # the first 50; guard_event_count has them all
             out["guard_event_count"] = len(cb.events)
+            out["divergence_step"] = cb.divergence["step"] if cb.divergence else None
             if cb.diverged:
                 assert cb.divergence is not None
                 out["status"] = "diverged"
@@ -184,8 +185,16 @@ def gradient_summary(callbacks: list[Any]) -> dict[str, Any]:
 
 
 def run_status(trainer: L.Trainer) -> str:
-    max_steps = trainer.max_steps
-    return "completed" if max_steps < 0 or trainer.global_step >= max_steps else "stopped_early"
+    """completed: the step or epoch budget was used up; stopped_early: something set should_stop before that.
+
+    (A guard divergence overrides this with "diverged" in gradient_summary.)
+    """
+    if trainer.max_steps >= 0 and trainer.global_step >= trainer.max_steps:
+        return "completed"
+    max_epochs = trainer.max_epochs
+    if max_epochs is not None and max_epochs >= 0 and trainer.current_epoch >= max_epochs:
+        return "completed"
+    return "stopped_early" if trainer.should_stop or trainer.interrupted else "completed"
 
 
 def run_summary(

@@ -13,10 +13,13 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.precision import MixedPrecision
+from torch import nn
 
-from src.callbacks import DivergenceGuard
+from src.callbacks import DivergenceGuard, FiniteModelCheckpoint
 from src.diagnosis import diagnose
 from src.models import GradLabModule
+from src.reproduce.runs import load_run
 from src.train import build_network, train
 from tests.conftest import REPO
 
@@ -45,8 +48,11 @@ def test_exploding_run_is_recorded_as_diverged_and_clipping_rescues_it(make_cfg)
     summary = train(cfg)
     run_dir = Path(cfg.paths.output_dir)
     assert summary["status"] == "diverged" and summary["steps"] < 30
-    assert summary["divergence"]["reason"] == "nonfinite_grad"
-    assert summary["divergence"]["first_nonfinite_layer"].startswith("network.")
+    # step 0's update (gradient norm ~1e16) makes step 1's forward pass overflow: the loss itself is NaN
+    assert summary["divergence"]["reason"] == "nonfinite_loss" and summary["divergence"]["loss_nonfinite"]
+    assert summary["divergence_step"] == summary["divergence"]["step"] == 1
+    assert summary["divergence"]["first_nonfinite_layer"] == "network.blocks.0.linear"  # network order
+    assert summary["divergence"]["largest_grad_layer"].startswith("network.")  # at step 0, before the NaN
     recorded = json.loads((run_dir / "divergence.json").read_text())
     assert recorded["step"] == summary["divergence"]["step"] and len(recorded["history"]["grad_norm"]) >= 1
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "diverged"
@@ -115,6 +121,7 @@ def test_skip_leaves_weights_and_optimizer_state_bit_identical(make_cfg):
     assert all(torch.equal(a, b) for a, b in zip(snap.before, snap.after, strict=True))
 
 
+@pytest.mark.slow  # two jobs through Hydra's launcher: ~40 s on the 2-core machine
 def test_multirun_over_clip_runs_every_job(tmp_path):
     args = [*EXPLODING, "data.seq_len=10", "data.batch_size=16", "data.batches_per_epoch=10", "data.val_size=64"]
     args += ["data.test_size=64", "logger=csv", "callbacks=minimal", "trainer.enable_progress_bar=false"]
@@ -133,65 +140,87 @@ def test_multirun_over_clip_runs_every_job(tmp_path):
 DDP_SCRIPT = textwrap.dedent(
     """
     import json, sys
+    from pathlib import Path
     import lightning as L
     import torch
-    from torch import nn
-    from src.callbacks import DivergenceGuard
-    from tests.test_divergence import Poison
+    from src.callbacks import DivergenceGuard, FiniteModelCheckpoint
+    from tests.test_divergence import Poison, Tiny, tiny_loader
 
-    class Tiny(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
-        def training_step(self, batch, batch_idx):
-            return self.net(batch).pow(2).mean()
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.01)
-
-    guard = DivergenceGuard(on_nonfinite="stop")
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=50, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[Poison(step=3, rank=1), guard], default_root_dir=sys.argv[1])
-    trainer.fit(Tiny(), torch.utils.data.DataLoader(torch.randn(400, 4), batch_size=4))
-    out = {"rank": trainer.global_rank, "step": trainer.global_step, "diverged": guard.diverged}
-    with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
-        json.dump(out, f)
+    out, action = Path(sys.argv[1]), sys.argv[2]
+    guard = DivergenceGuard(on_nonfinite=action)
+    callbacks = [Poison(step=3, rank=1), guard]
+    if action == "warn":  # a save every step: rank 1 holds NaN weights one step before rank 0 does
+        callbacks.append(FiniteModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=1, save_last=True))
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=8, logger=False,
+                        enable_checkpointing=action == "warn", enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=callbacks, default_root_dir=out)
+    trainer.fit(Tiny(), tiny_loader())
+    result = {"rank": trainer.global_rank, "step": trainer.global_step, "diverged": guard.diverged}
+    (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
     """
 )
 
 
-@pytest.mark.timeout(180)
-def test_nan_on_one_ddp_rank_stops_both_at_the_same_step(tmp_path):
+def run_ddp(tmp_path: Path, action: str) -> list[dict]:
     script = tmp_path / "ddp_nan.py"
     script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the script imports tests.test_divergence.Poison
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the script imports tests.test_divergence
     proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=150
+        [sys.executable, str(script), str(tmp_path), action],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.timeout(180)
+def test_nan_on_one_ddp_rank_stops_both_at_the_same_step(tmp_path):
+    ranks = run_ddp(tmp_path, "stop")
     assert ranks[0]["step"] == ranks[1]["step"] == 4  # step 3 skipped and stopped on both ranks
     assert ranks[0]["diverged"] and ranks[1]["diverged"]
 
 
+@pytest.mark.slow  # a second 2-process launch (~20 s)
+@pytest.mark.timeout(180)
+def test_ddp_checkpoint_refusal_is_collective(tmp_path):
+    # warn: rank 1 applies its NaN at step 3 and holds NaN weights while rank 0's are still finite; a save
+    # refused on rank 1 only would leave rank 0 alone in save_checkpoint's barrier
+    ranks = run_ddp(tmp_path, "warn")
+    assert ranks[0]["step"] == ranks[1]["step"] == 8 and ranks[0]["diverged"] and ranks[1]["diverged"]
+    files = finite_checkpoints(tmp_path)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert files and last["global_step"] == 3  # the save after step 2; from step 3 on some rank holds NaN
+
+
 def test_diagnose_tells_a_diverged_run_from_a_healthy_one(make_cfg):
-    bad = make_cfg(*EXPLODING, "clip=null", "callbacks=default", "callbacks.progress_bar=null")
+    logged = ["callbacks=default", "callbacks.progress_bar=null", "trainer.log_every_n_steps=2"]
+    bad = make_cfg(*EXPLODING, "clip=null", *logged)
     train(bad)
-    good = make_cfg("model=lstm", "trainer.max_steps=40", "callbacks=default", "callbacks.progress_bar=null")
+    good = make_cfg("model=mlp", "trainer.max_steps=40", *logged)
     train(good)
     bad_verdict = diagnose(Path(bad.paths.output_dir))
     good_verdict = diagnose(Path(good.paths.output_dir))
-    assert bad_verdict.exploding and "loss or gradient went NaN/inf" in bad_verdict.symptoms
-    assert "network.blocks.0.linear" in bad_verdict.evidence[0]
+    assert bad_verdict.status == "diverged"
+    assert bad_verdict.symptoms[0] == "loss or gradient went NaN/inf"
+    assert "nonfinite_loss at step 1" in bad_verdict.evidence[0] and "network.blocks." in bad_verdict.evidence[0]
+    assert "gradient norm far above ~1000" in bad_verdict.symptoms  # step 0's norm is ~1e16
+    assert bad_verdict.suggested_clip is None  # one finite step before the NaN is no distribution
     assert not good_verdict.exploding and good_verdict.status == "completed"
-    assert good_verdict.suggested_clip is not None and good_verdict.suggested_clip > 0
+    # 20 logged norms (every 2nd of 40 steps): the suggestion is their 90th percentile
+    good_norms = sorted(v for _, v in load_run(Path(good.paths.output_dir)).curve("grad/norm_total_preclip"))
+    assert len(good_norms) == 20 and good_verdict.suggested_clip == good_norms[18]
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "diagnose.py"), bad.paths.output_dir],
+        [sys.executable, str(REPO / "scripts" / "diagnose.py"), bad.paths.output_dir, good.paths.output_dir],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0 and "status: diverged" in proc.stdout and "NaN/inf" in proc.stdout
+    assert "status: completed" in proc.stdout and "no symptom of exploding gradients" in proc.stdout
 
 
 @pytest.mark.parametrize(("on_spike", "status"), [("warn", "diverged"), ("skip", "completed")])
@@ -217,3 +246,124 @@ def test_skipping_spikes_rescues_a_run_with_bad_batches(make_cfg, on_spike, stat
         assert summary["skipped_steps"] == 3 and all(e["reason"] == "grad_spike" for e in summary["guard_events"])
     else:
         assert summary["divergence"]["step"] == 37
+
+
+class Tiny(L.LightningModule):
+    """A two-layer tanh net on random inputs, for guard tests that need no gradlab model."""
+
+    def __init__(self, optimizer: str = "sgd") -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+        self.optimizer = optimizer
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        self.log("score", float(self.global_step))  # improves every step: a monitor that always wants a save
+        return (self.net(batch) - 1).pow(2).mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(self.parameters(), lr=0.01, weight_decay=0.1)
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def tiny_loader(samples: int = 400) -> torch.utils.data.DataLoader:
+    inputs = torch.randn(samples, 4, generator=torch.Generator().manual_seed(0))
+    return torch.utils.data.DataLoader(inputs, batch_size=4)
+
+
+def tiny_trainer(tmp_path: Path, callbacks: list, **kwargs) -> L.Trainer:
+    options = {"max_steps": 30, "enable_checkpointing": False, **kwargs}
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+        **options,
+    )
+
+
+class Amplify(L.Callback):
+    """Multiplies one layer's gradient at one step: a spike in that layer only."""
+
+    def __init__(self, step: int, layer: int, factor: float = 1e3) -> None:
+        self.step, self.layer, self.factor = step, layer, factor
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step == self.step:
+            for p in pl_module.net[self.layer].parameters():
+                p.grad.mul_(self.factor)
+
+
+def test_spike_stop_names_the_layer_that_spiked(tmp_path):
+    guard = DivergenceGuard(on_spike="stop", warmup_steps=10)
+    trainer = tiny_trainer(tmp_path, [Amplify(step=15, layer=2), guard])
+    trainer.fit(Tiny(), tiny_loader())
+    assert trainer.global_step == 16 and guard.skipped_steps == 1
+    div = guard.divergence
+    assert div is not None and div["reason"] == "grad_spike" and div["step"] == 15
+    assert div["spike_layer"] == "net.2" and 500 < div["spike_ratio_vs_median"] < 2000
+    assert not div["loss_nonfinite"] and div["first_nonfinite_layer"] is None
+    recorded = json.loads((tmp_path / "divergence.json").read_text())
+    assert recorded["history"]["step"] == list(range(16)) and set(recorded["history"]["layers"]) == {"net.0", "net.2"}
+    assert recorded["clip"] is None
+
+
+def test_stop_is_final_even_before_min_steps(tmp_path):
+    # Lightning honours should_stop only after min_steps (and then min_epochs=1, here 10 batches): the steps
+    # it still runs must change nothing
+    module, snap = Tiny("adamw"), Snapshot(step=3)
+    guard = DivergenceGuard(on_nonfinite="stop")
+    trainer = tiny_trainer(tmp_path, [snap, Poison(step=3), guard], min_steps=10)
+    trainer.fit(module, tiny_loader(samples=40))
+    assert trainer.global_step == 10 and guard.diverged and guard.skipped_steps == 7
+    after = Snapshot.state(module, trainer.optimizers[0])
+    assert all(torch.equal(a, b) for a, b in zip(snap.before, after, strict=True))
+
+
+def test_nan_weights_are_never_saved_and_best_stays_finite(tmp_path):
+    # warn lets the NaN step through; the monitored score improves every step, so only the finiteness check
+    # stands between the NaN model and best/last
+    ckpt = FiniteModelCheckpoint(
+        dirpath=tmp_path / "checkpoints", monitor="score", mode="max", save_top_k=1, save_last=True,
+        every_n_train_steps=1,
+    )  # fmt: skip
+    guard = DivergenceGuard(on_nonfinite="warn")
+    trainer = tiny_trainer(tmp_path, [Poison(step=5), guard, ckpt], max_steps=10, enable_checkpointing=True)
+    trainer.fit(Tiny(), tiny_loader())
+    assert guard.diverged and trainer.global_step == 10
+    assert len(finite_checkpoints(tmp_path)) == 2  # best and last, both finite
+    best = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
+    assert best["global_step"] == 5 and ckpt.best_model_score == 4  # the save after step 4, the last finite one
+    assert torch.load(ckpt.last_model_path, map_location="cpu", weights_only=False)["global_step"] == 5
+
+
+class Overflow(L.Callback):
+    """An inf gradient at every step: what a genuinely exploding fp16 run keeps giving GradScaler."""
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        next(pl_module.parameters()).grad.view(-1)[0] = float("inf")
+
+
+@pytest.mark.parametrize("genuine", [False, True])
+def test_amp_overflow_is_left_to_grad_scaler(tmp_path, genuine):
+    # 16-mixed on CPU through Lightning's MixedPrecision plugin. A scale of 2^24 overflows fp16 for the first
+    # steps until GradScaler has halved it enough: routine, not divergence. An inf on every step is divergence
+    # once max_consecutive_skips scaler skips come in a row.
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24, growth_interval=1000)
+    guard = DivergenceGuard(max_consecutive_skips=12)
+    callbacks = [Overflow(), guard] if genuine else [guard]
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
+    module = Tiny()
+    before = [p.detach().clone() for p in module.parameters()]
+    trainer = tiny_trainer(tmp_path, callbacks, plugins=[plugin], max_steps=20)
+    trainer.fit(module, tiny_loader())
+    if genuine:
+        assert guard.diverged and guard.divergence["reason"] == "amp_overflow (12 consecutive)"
+        assert trainer.global_step == 12 and scaler.get_scale() == 2.0**12
+        assert all(torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+    else:
+        assert scaler.get_scale() < 2.0**24  # the scaler did skip steps
+        assert not guard.diverged and guard.events == [] and trainer.global_step == 20

@@ -2,22 +2,36 @@
 
 Lightning trains on with NaN weights after a NaN loss (nothing calls its ``check_finite_loss``), and a NaN
 in one gradient turns Lightning's norm clipping into NaN/0 everywhere. The guard checks every optimizer step
-in ``on_before_optimizer_step`` — the pre-clip, all-reduced norms it shares with GradNormMonitor and the
-step's loss (summed over accumulation micro-batches in ``on_before_backward``, unscaled under AMP) — for:
+in ``on_before_optimizer_step`` — the pre-clip, all-reduced norms it shares with GradNormMonitor, and the
+step's loss — for:
 
-- ``nonfinite``: a NaN/inf total gradient norm or loss;
+- ``nonfinite``: a NaN/inf loss or total gradient norm;
 - ``spike``: after ``warmup_steps`` finite steps, a total norm above ``spike_factor`` × the median of the
-  last ``window`` finite norms, or a loss above ``loss_spike_factor`` × the median of the recent losses.
+  last ``window`` finite norms, or a loss above ``loss_spike_factor`` × the median of the recent losses
+  (a multiple of a running median: one bad step cannot drag the reference up the way it drags a mean).
+
+The loss is taken in ``on_before_backward``, the only hook that sees it for every micro-batch before the
+update: ``on_train_batch_end``/``outputs`` come after the optimizer step, too late to skip it, and
+``callback_metrics`` holds only what the module chose to log. Micro-batch losses (already divided by the
+accumulation factor by Lightning) are summed into the step's loss; under a GradScaler the scale is divided
+out on device.
 
 Each event type has an action: ``warn`` (log and train on), ``skip`` (this optimizer step changes neither the
-weights nor the optimizer state: every ``.grad`` is set to None, and torch optimizers leave parameters
-without a gradient — and their state — untouched), ``stop`` (skip, then end training cleanly, recorded as
-``diverged``). ``max_consecutive_skips`` skips in a row also stop the run as diverged.
+weights nor the optimizer state: the ``.grad`` of every parameter the optimizer holds is set to None, and
+torch optimizers pass over gradient-less parameters — no update, no weight decay, no moment or step-count
+change; the LR scheduler still advances), ``stop`` (skip, then end training cleanly, recorded as
+``diverged``; every later step is skipped too, since Lightning honours ``should_stop`` only once
+``min_steps``/``min_epochs`` are met). ``max_consecutive_skips`` skips in a row also stop the run.
 
-Deciding needs the flags on the host: one small device-to-host copy per optimizer step (GradScaler does the
-same for its inf check). Under DDP the decision is collective — every rank calls
-``strategy.reduce_boolean_decision`` at the same hook on every step — so a NaN on one rank stops or skips
-every rank at the same step instead of hanging the others.
+Under 16-mixed precision a non-finite gradient with a finite loss is GradScaler's overflow: the scaler skips
+that step itself and lowers its scale, so the guard leaves it alone unless ``max_consecutive_skips``
+overflows come in a row (the scale has then fallen by 2^20 and the gradients are genuinely non-finite).
+
+Deciding needs the flags on the host: one device-to-host copy of four booleans per optimizer step
+(GradScaler pays the same for its inf check; measured by ``scripts/bench.py guard``). Under DDP the decision
+is collective — every rank calls ``strategy.reduce_boolean_decision`` at the same hook on every step (one
+all-reduce; a second one only on steps with an event) — so a NaN on one rank skips or stops every rank at
+the same step instead of hanging the others.
 """
 
 from __future__ import annotations
@@ -58,8 +72,10 @@ class DivergenceGuard(Callback):
         for name, action in (("on_nonfinite", on_nonfinite), ("on_spike", on_spike)):
             if action not in ACTIONS:
                 raise ValueError(f"{name}={action!r}: expected one of {ACTIONS}")
-        if spike_factor <= 1 or loss_spike_factor <= 1 or window < 1 or warmup_steps < 1:
-            raise ValueError("spike factors must be > 1, window and warmup_steps >= 1")
+        if spike_factor <= 1 or loss_spike_factor <= 1:
+            raise ValueError(f"spike factors must be > 1, got {spike_factor} and {loss_spike_factor}")
+        if window < 1 or warmup_steps < 1 or max_consecutive_skips < 1 or recorder_steps < 1:
+            raise ValueError("window, warmup_steps, max_consecutive_skips and recorder_steps must be >= 1")
         self.on_nonfinite, self.on_spike = on_nonfinite, on_spike
         self.spike_factor, self.loss_spike_factor = spike_factor, loss_spike_factor
         self.window, self.warmup_steps = window, warmup_steps
@@ -68,23 +84,30 @@ class DivergenceGuard(Callback):
         self.recorder = FlightRecorder(recorder_steps)
         self._loss: Tensor | None = None
         self._norms: Tensor | None = None  # (window,) recent finite total norms, NaN = empty slot
-        self._losses: Tensor | None = None
+        self._losses: Tensor | None = None  # (window,) their losses
         self._seen = 0  # finite steps recorded into the windows
         self.events: list[dict[str, Any]] = []
         self.skipped_steps = 0
         self._consecutive_skips = 0
+        self._consecutive_overflows = 0
+        self._stopped = False
         self.divergence: dict[str, Any] | None = None
 
     @property
     def diverged(self) -> bool:
         return self.divergence is not None
 
+    @staticmethod
+    def _scaler(trainer: L.Trainer) -> Any:
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
     @override
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
         value = loss.detach().float()
-        if scaler is not None:  # the loss arrives scaled by GradScaler and divided by the accumulation factor
-            value = value / scaler.get_scale()
+        scaler = self._scaler(trainer)
+        if scaler is not None and getattr(scaler, "_scale", None) is not None:
+            value = value / scaler._scale.to(value.device)  # the device tensor: get_scale() would sync
         self._loss = value if self._loss is None else self._loss + value
 
     def _is_spike(self, value: Tensor, history: Tensor, factor: float) -> Tensor:
@@ -92,15 +115,28 @@ class DivergenceGuard(Callback):
             return torch.zeros((), dtype=torch.bool, device=value.device)
         return value > factor * torch.nanmedian(history)
 
+    @staticmethod
+    def _skip(optimizer: Optimizer) -> None:
+        # torch optimizers (SGD, Adam(W), RMSprop, Adagrad, ...) collect only parameters whose .grad is not None
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
+        if self._stopped:  # a stop is final even while Lightning waits for min_steps/min_epochs
+            self._loss = None
+            self._skip(optimizer)
+            self.skipped_steps += 1
+            trainer.should_stop = True
+            return
         stats = pre_clip_grad_stats(trainer, pl_module, optimizer)
         total = stats.total_norm
         loss = self._loss if self._loss is not None else torch.full_like(total, float("nan"))
         self._loss = None
-        if self._norms is None or self._losses is None:
-            self._norms = torch.full((self.window,), float("nan"), device=total.device)
-            self._losses = torch.full((self.window,), float("nan"), device=total.device)
+        if self._norms is None or self._losses is None or self._norms.device != total.device:
+            self._init_windows(total.device)
+        assert self._norms is not None and self._losses is not None
         flags = torch.stack(
             [
                 ~torch.isfinite(total),
@@ -110,56 +146,83 @@ class DivergenceGuard(Callback):
             ]
         )
         self.recorder.record(stats.step, loss, stats)
-        # the one host transfer per step: an any-rank decision needs a Python bool
+        # the one host transfer per step: a skip/stop decision needs a Python bool
         nonfinite_grad, nonfinite_loss, grad_spike, loss_spike = (bool(f) for f in flags.tolist())
-        nonfinite = trainer.strategy.reduce_boolean_decision(nonfinite_grad or nonfinite_loss, all=False)
-        spike = trainer.strategy.reduce_boolean_decision(grad_spike or loss_spike, all=False) and not nonfinite
-        if not nonfinite and not spike:
-            slot = self._seen % self.window
-            self._norms[slot], self._losses[slot] = total, loss
-            self._seen += 1
-            self._consecutive_skips = 0
+        overflow = nonfinite_grad and not nonfinite_loss and self._scaler(trainer) is not None
+        self._consecutive_overflows = self._consecutive_overflows + 1 if overflow else 0
+        overflowing = self._consecutive_overflows >= self.max_consecutive_skips
+        local_nonfinite = nonfinite_loss or (nonfinite_grad and not overflow) or overflowing
+        local_spike = loss_spike or (grad_spike and not nonfinite_grad)
+        # collective on every step and every rank; the second call only when the first said "event" (on all)
+        if not trainer.strategy.reduce_boolean_decision(local_nonfinite or local_spike, all=False):
+            if not overflow:
+                slot = self._seen % self.window
+                self._norms[slot], self._losses[slot] = total, loss
+                self._seen += 1
+                self._consecutive_skips = 0
             return
-        kind = "nonfinite" if nonfinite else "spike"
+        nonfinite = trainer.strategy.reduce_boolean_decision(local_nonfinite, all=False)
         if nonfinite:
             reason = (
-                "nonfinite_grad" if nonfinite_grad else "nonfinite_loss" if nonfinite_loss else "nonfinite_other_rank"
+                "nonfinite_loss"  # the forward pass overflowed: every gradient is non-finite as a consequence
+                if nonfinite_loss
+                else "nonfinite_grad"
+                if nonfinite_grad and not overflow
+                else f"amp_overflow ({self._consecutive_overflows} consecutive)"
+                if overflowing
+                else "nonfinite_other_rank"
             )
         else:
             reason = "grad_spike" if grad_spike else "loss_spike" if loss_spike else "spike_other_rank"
         action = self.on_nonfinite if nonfinite else self.on_spike
-        self.events.append({"step": stats.step, "kind": kind, "reason": reason, "action": action})
-        n = len(self.events)
-        if n <= 3 or n % 50 == 0:  # every event is in self.events (and summary.json); the log stays readable
-            more = "" if n <= 3 else f" ({n} events so far)"
-            log.warning("divergence guard: %s at step %d (action: %s)%s", reason, stats.step, action, more)
+        if overflowing:
+            action = "stop"  # the scaler has been skipping on its own for max_consecutive_skips steps
+        self._log_event(stats.step, "nonfinite" if nonfinite else "spike", reason, action)
         if action == "warn":
             if nonfinite and self.divergence is None:  # training goes on, but the run has diverged
-                self._record_divergence(trainer, pl_module, stats.step, reason)
+                self._record_divergence(trainer, stats.step, reason)
             return
-        for p in pl_module.parameters():  # skip: torch optimizers leave gradient-less parameters untouched
-            p.grad = None
+        self._skip(optimizer)
         self.skipped_steps += 1
         self._consecutive_skips += 1
         too_many = self._consecutive_skips >= self.max_consecutive_skips
         if action == "stop" or too_many:
             reason = reason if action == "stop" else f"{reason} ({self._consecutive_skips} consecutive skips)"
-            self._record_divergence(trainer, pl_module, stats.step, reason)
+            self._record_divergence(trainer, stats.step, reason)
+            self._stopped = True
             trainer.should_stop = True  # the same decision on every rank: it came from a collective
 
-    def _record_divergence(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, reason: str) -> None:
+    def _init_windows(self, device: torch.device) -> None:
+        for name in ("_norms", "_losses"):
+            current = getattr(self, name)
+            fresh = torch.full((self.window,), float("nan"), device=device)
+            if current is not None:  # restored from a checkpoint (on the CPU) or a window of another size
+                kept = current.to(device)[-self.window :]
+                fresh[: kept.numel()] = kept
+            setattr(self, name, fresh)
+
+    def _log_event(self, step: int, kind: str, reason: str, action: str) -> None:
+        self.events.append({"step": step, "kind": kind, "reason": reason, "action": action})
+        n = len(self.events)
+        if n <= 3 or n % 50 == 0:  # every event is in self.events (and summary.json); the log stays readable
+            more = "" if n <= 3 else f" ({n} events so far)"
+            log.warning("divergence guard: %s at step %d (action: %s)%s", reason, step, action, more)
+
+    def _record_divergence(self, trainer: L.Trainer, step: int, reason: str) -> None:
         diagnosis = self.recorder.diagnose(step, reason)
         diagnosis["clip"] = trainer.gradient_clip_val
         diagnosis["clip_algorithm"] = trainer.gradient_clip_algorithm
         self.divergence = diagnosis
         if trainer.is_global_zero:
-            out = Path(self.dirpath or trainer.default_root_dir)
+            out = Path(self.dirpath or trainer.default_root_dir)  # the run directory (log_dir is a logger subfolder)
             out.mkdir(parents=True, exist_ok=True)
             (out / "divergence.json").write_text(json.dumps(diagnosis, indent=2, default=str))
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.divergence, self.events, self._consecutive_skips, self._loss = None, [], 0, None
+        self.divergence, self.events, self._loss = None, [], None
+        self._consecutive_skips = self._consecutive_overflows = 0
+        self._stopped = False
 
     @override
     def state_dict(self) -> dict[str, Any]:  # the spike windows continue after a resume

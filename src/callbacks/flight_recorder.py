@@ -45,33 +45,42 @@ class FlightRecorder:
         return self._rows[order].cpu().tolist()
 
     def diagnose(self, step: int, reason: str) -> dict[str, Any]:
+        """What the buffer says about the event at optimizer step ``step`` (host-side; run on divergence only)."""
         rows = self.history()
-        last = next((r for r in reversed(rows) if int(r[0]) == step), None)
-        before = [r for r in rows if int(r[0]) < step and all(math.isfinite(v) for v in r[2:])]
-        nonfinite = (
-            [] if last is None else [n for n, v in zip(self.names, last[3:], strict=True) if not math.isfinite(v)]
-        )
+        at = next((r for r in reversed(rows) if int(r[0]) == step), None)
+        finite = [r for r in rows if int(r[0]) <= step and all(math.isfinite(v) for v in r[1:])]
+        before = [r for r in finite if int(r[0]) < step]
+        nonfinite = [] if at is None else [n for n, v in zip(self.names, at[3:], strict=True) if not math.isfinite(v)]
+        # the layer that grew most against its own recent median: at the event step when its norms are finite
+        # (a spike), else at the last finite step before it (what led up to the NaN)
+        probe = finite[-1] if finite else None
         spike_layer, spike_ratio = None, None
-        if last is not None and before:
+        if probe is not None:
+            reference = [r for r in finite if r[0] < probe[0]][-20:]
             ratios = []
             for i, name in enumerate(self.names):
-                past = sorted(r[3 + i] for r in before[-20:])
-                median = past[len(past) // 2]
-                value = last[3 + i]
-                ratio = value / median if math.isfinite(value) and median > 0 else math.inf
-                ratios.append((ratio, name))
-            finite = [(r, n) for r, n in ratios if math.isfinite(r)]
-            if finite:
-                spike_ratio, spike_layer = max(finite)
+                past = sorted(r[3 + i] for r in reference)
+                if past and past[len(past) // 2] > 0:
+                    ratios.append((probe[3 + i] / past[len(past) // 2], name))
+            if ratios:
+                spike_ratio, spike_layer = max(ratios)
+        largest = (
+            None
+            if probe is None or not self.names
+            else self.names[max(range(len(self.names)), key=lambda i: probe[3 + i])]
+        )
         return {
             "step": step,
             "reason": reason,
-            "first_nonfinite_layer": nonfinite[0] if nonfinite else None,
+            "loss_nonfinite": at is not None and not math.isfinite(at[1]),
+            "first_nonfinite_layer": nonfinite[0] if nonfinite else None,  # network order
             "nonfinite_layers": nonfinite,
             "spike_layer": spike_layer,
             "spike_ratio_vs_median": spike_ratio,
-            "loss_at_step": None if last is None else last[1],
-            "grad_norm_at_step": None if last is None else last[2],
+            "largest_grad_layer": largest,
+            "layers_measured_at_step": None if probe is None else int(probe[0]),
+            "loss_at_step": None if at is None else at[1],
+            "grad_norm_at_step": None if at is None else at[2],
             "last_finite_grad_norm": before[-1][2] if before else None,
             "history": {
                 "step": [int(r[0]) for r in rows],
