@@ -7,11 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from src.config import CONF_DIR
+from src.config.compose import compose_run
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -35,15 +33,7 @@ FAST = [
 
 def compose_cfg(run_dir: Path, overrides: list[str], fast: bool = True) -> DictConfig:
     """Compose conf/train.yaml like scripts/train.py would, with the run directory at ``run_dir``."""
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=(FAST if fast else []) + overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-        # pinned: ${hydra:...} resolves against the HydraConfig singleton, which the next compose replaces
-        cfg.paths.output_dir = str(run_dir)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose_run((FAST if fast else []) + overrides, run_dir)
 
 
 @pytest.fixture

@@ -29,12 +29,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
 
-from src.config import CONF_DIR
+from src.config.compose import compose_run
 from src.models.module import GradLabModule
 from src.train import build_network, train
 
@@ -65,18 +62,6 @@ class StepTimer(L.Callback):
             torch.cuda.synchronize(pl_module.device)
         steps = trainer.global_step - self.warmup
         self.out.write_text(json.dumps({"steps_per_s": steps / (time.perf_counter() - self.start)}))
-
-
-def compose_run(overrides: list[str], run_dir: Path) -> DictConfig:
-    """The config scripts/train.py would build for ``overrides``, writing into ``run_dir``."""
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-        cfg.paths.output_dir = str(run_dir)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 def gradlab_run(overrides: list[str], steps: int, warmup: int, tmp: Path, bare: bool) -> float:
