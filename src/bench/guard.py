@@ -73,10 +73,14 @@ def main(argv: list[str]) -> int:
                     results[model][variant].append(run_once(model, variant, args.steps, args.warmup, Path(tmp)))
     threads = torch.get_num_threads()
     print(f"median of {args.repeats} interleaved runs, {args.steps} timed steps each, cpu ({threads} threads)")
-    print(f"{'model':6s} {'variant':16s} {'steps/s':>9s} {'ratio':>7s}  (guard vs none; guard+grad_norm vs grad_norm)")
+    print(
+        f"{'model':6s} {'variant':16s} {'steps/s':>9s} {'ratio':>7s} {'+ms/step':>9s}"
+        "  (guard vs none; guard+grad_norm vs grad_norm)"
+    )
     for model, by in results.items():
         med = {v: statistics.median(x) for v, x in by.items()}
         for variant in names:
             base = med["grad_norm"] if variant == "guard+grad_norm" else med["none"]
-            print(f"{model:6s} {variant:16s} {med[variant]:9.1f} {med[variant] / base:7.3f}")
+            extra = 1e3 * (1 / med[variant] - 1 / base)  # CPU milliseconds the variant adds to one step
+            print(f"{model:6s} {variant:16s} {med[variant]:9.1f} {med[variant] / base:7.3f} {extra:9.2f}")
     return 0
