@@ -251,14 +251,14 @@ def test_skipping_spikes_rescues_a_run_with_bad_batches(make_cfg, on_spike, stat
 class Tiny(L.LightningModule):
     """A two-layer tanh net on random inputs, for guard tests that need no gradlab model."""
 
-    def __init__(self, optimizer: str = "sgd") -> None:
+    def __init__(self, optimizer: str = "sgd", loss_offset: float = 0.0) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
-        self.optimizer = optimizer
+        self.optimizer, self.loss_offset = optimizer, loss_offset
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         self.log("score", float(self.global_step))  # improves every step: a monitor that always wants a save
-        return (self.net(batch) - 1).pow(2).mean()
+        return (self.net(batch) - 1).pow(2).mean() + self.loss_offset
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer == "adamw":
@@ -309,6 +309,14 @@ def test_spike_stop_names_the_layer_that_spiked(tmp_path):
     recorded = json.loads((tmp_path / "divergence.json").read_text())
     assert recorded["history"]["step"] == list(range(16)) and set(recorded["history"]["layers"]) == {"net.0", "net.2"}
     assert recorded["clip"] is None
+
+
+def test_negative_losses_are_no_spikes(tmp_path):
+    # a constant offset changes no gradient; 10 x a negative median would flag every step of a healthy run
+    guard = DivergenceGuard(on_spike="stop", warmup_steps=5)
+    trainer = tiny_trainer(tmp_path, [guard])
+    trainer.fit(Tiny(loss_offset=-100.0), tiny_loader())
+    assert trainer.global_step == 30 and guard.events == []
 
 
 def test_stop_is_final_even_before_min_steps(tmp_path):

@@ -8,7 +8,8 @@ step's loss — for:
 - ``nonfinite``: a NaN/inf loss or total gradient norm;
 - ``spike``: after ``warmup_steps`` finite steps, a total norm above ``spike_factor`` × the median of the
   last ``window`` finite norms, or a loss above ``loss_spike_factor`` × the median of the recent losses
-  (a multiple of a running median: one bad step cannot drag the reference up the way it drags a mean).
+  (a multiple of a running median: one bad step cannot drag the reference up the way it drags a mean;
+  judged only while that median is positive).
 
 The loss is taken in ``on_before_backward``, the only hook that sees it for every micro-batch before the
 update: ``on_train_batch_end``/``outputs`` come after the optimizer step, too late to skip it, and
@@ -25,7 +26,8 @@ change; the LR scheduler still advances), ``stop`` (skip, then end training clea
 
 Under 16-mixed precision a non-finite gradient with a finite loss is GradScaler's overflow: the scaler skips
 that step itself and lowers its scale, so the guard leaves it alone unless ``max_consecutive_skips``
-overflows come in a row (the scale has then fallen by 2^20 and the gradients are genuinely non-finite).
+overflows come in a row (the scale has then fallen by 2^max_consecutive_skips: the gradients are genuinely
+non-finite).
 
 Deciding needs the flags on the host: one device-to-host copy of four booleans per optimizer step
 (GradScaler pays the same for its inf check; measured by ``scripts/bench.py guard``). Under DDP the decision
@@ -113,7 +115,10 @@ class DivergenceGuard(Callback):
     def _is_spike(self, value: Tensor, history: Tensor, factor: float) -> Tensor:
         if self._seen < self.warmup_steps:
             return torch.zeros((), dtype=torch.bool, device=value.device)
-        return value > factor * torch.nanmedian(history)
+        reference = torch.nanmedian(history)
+        # a multiple of a median means something only above 0: a negative loss (e.g. a Gaussian NLL) or an
+        # all-zero gradient history would otherwise make every step a spike
+        return (value > factor * reference) & (reference > 0)
 
     @staticmethod
     def _skip(optimizer: Optimizer) -> None:
