@@ -22,6 +22,7 @@ from src.models import GradLabModule
 from src.reproduce.runs import load_run
 from src.train import build_network, train
 from tests.conftest import REPO
+from tests.wandb_offline import offline_run
 
 # a deep relu MLP with the seed's N(0, 1) initialisation and a large learning rate: the first update explodes
 EXPLODING = [
@@ -43,10 +44,13 @@ def finite_checkpoints(run_dir: Path) -> list[Path]:
     return files
 
 
-def test_exploding_run_is_recorded_as_diverged_and_clipping_rescues_it(make_cfg):
-    cfg = make_cfg(*EXPLODING, "clip=null")
+def test_exploding_run_is_recorded_as_diverged_and_clipping_rescues_it(make_cfg, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = make_cfg(*EXPLODING, "clip=null", "logger=wandb")
     summary = train(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    wandb_summary = offline_run(next((run_dir / "wandb").glob("offline-run-*")))["summary"]
+    assert wandb_summary["status"] == "diverged" and wandb_summary["divergence_step"] == 1
     assert summary["status"] == "diverged" and summary["steps"] < 30
     # step 0's update (gradient norm ~1e16) makes step 1's forward pass overflow: the loss itself is NaN
     assert summary["divergence"]["reason"] == "nonfinite_loss" and summary["divergence"]["loss_nonfinite"]
