@@ -11,10 +11,11 @@ Sources, all in the run directory: ``summary.json`` (status, the guard's events 
 ``weight/layer/*``) and ``divergence.json`` (the guard's flight recorder: every step's norms before the event).
 
 The suggested clipping threshold is the 90th percentile of the finite pre-clip norms logged before the run
-diverged or first spiked, so that typical steps pass untouched and only the largest tenth is rescaled. When the
-norm was growing (symptom 3) only the first half of those steps counts: the later ones are the explosion, not
-the healthy scale. Pascanu, Mikolov & Bengio (2013, §3.2) found thresholds from half to ten times the average
-norm to converge; that range is printed beside it. Fewer than ``MIN_NORMS`` samples give no suggestion.
+diverged, leaving out the steps the guard flagged as spikes, so that typical steps pass untouched and only the
+largest tenth is rescaled. When the norm was growing (symptom 3) only the first half of those steps counts: the
+later ones are the explosion, not the healthy scale. Pascanu, Mikolov & Bengio (2013, §3.2) found thresholds
+from half to ten times the average norm to converge; that range is printed beside it. Fewer than ``MIN_NORMS``
+samples give no suggestion.
 """
 
 from __future__ import annotations
@@ -169,20 +170,21 @@ def suggest_clip(
     growing: bool,
 ) -> None:
     """The CLIP_PERCENTILE-th percentile of the healthy pre-clip norms (see the module docstring)."""
-    stop = min([end, *(e["step"] for e in spikes)])
-    sample = [(s, v) for s, v in logged if s < stop]
+    spiked = {e["step"] for e in spikes}
+    sample = [(s, v) for s, v in logged if s < end and s not in spiked]
     source = "logged"
     if len(sample) < MIN_NORMS and record:  # a short run: the flight recorder has every step, not every n-th
         history = record.get("history", {})
         steps, totals = history.get("step", []), history.get("grad_norm", [])
-        sample = [(s, v) for s, v in zip(steps, totals, strict=False) if s < stop and math.isfinite(v)]
+        sample = [(s, v) for s, v in zip(steps, totals, strict=False) if s < end and s not in spiked]
+        sample = [(s, v) for s, v in sample if math.isfinite(v)]
         source = "recorded"
     if growing:
         sample = sample[: max(1, len(sample) // 2)]
     values = [v for _, v in sample]
     if len(values) < MIN_NORMS:
         verdict.clip_rationale = (
-            f"no suggestion: {len(values)} finite pre-clip norms before the run diverged or spiked, fewer than "
+            f"no suggestion: {len(values)} finite pre-clip norms before the run diverged (spikes left out), fewer than "
             f"{MIN_NORMS}; take a healthy run's norms (e.g. the same run with clip=1.0) and try again"
         )
         return
@@ -191,8 +193,8 @@ def suggest_clip(
     scope = "the first half of" if growing else "all"
     verdict.clip_rationale = (
         f"{CLIP_PERCENTILE}th percentile of {scope} {len(values)} {source} finite pre-clip norms before any "
-        f"divergence or spike (steps {sample[0][0]}..{sample[-1][0]}): typical steps pass, the largest tenth is "
-        f"rescaled; Pascanu et al. 2013 §3.2 found half to ten times the average norm ({mean:.3g}), i.e. "
+        f"divergence, spikes left out (steps {sample[0][0]}..{sample[-1][0]}): typical steps pass, the largest "
+        f"tenth is rescaled; Pascanu et al. 2013 §3.2 found half to ten times the average norm ({mean:.3g}), i.e. "
         f"{0.5 * mean:.3g} to {10 * mean:.3g}, to converge"
     )
 

@@ -229,27 +229,41 @@ def test_diagnose_tells_a_diverged_run_from_a_healthy_one(make_cfg):
 
 @pytest.mark.parametrize(("on_spike", "status"), [("warn", "diverged"), ("skip", "completed")])
 def test_skipping_spikes_rescues_a_run_with_bad_batches(make_cfg, on_spike, status):
-    # every 37th batch has its inputs scaled by 1000 (a "bad batch"); unclipped momentum SGD blows up on it
-    # unless the guard skips that step. Skipping does not rescue a run that is already running away (a high
-    # learning rate): with the weights frozen, every later step is a spike too and 20 skips in a row stop it.
-    summary = train(
-        make_cfg(
-            "model=mlp",
-            "model.depth=4",
-            "optimizer=sgd",
-            "optimizer.momentum=0.9",
-            "optimizer.lr=0.05",
-            "clip=null",
-            "data.corrupt_every=37",
-            "trainer.max_steps=120",
-            f"callbacks.divergence_guard.on_spike={on_spike}",
-        )
+    # every 37th batch (steps 36, 73, 110) has its inputs scaled by 1000; unclipped momentum SGD blows up on it
+    # unless the guard skips that step. Skipping does not rescue a run that runs away on its own (README).
+    cfg = make_cfg(
+        "model=mlp",
+        "model.depth=4",
+        "optimizer=sgd",
+        "optimizer.momentum=0.9",
+        "optimizer.lr=0.05",
+        "clip=null",
+        "data.corrupt_every=37",
+        "trainer.max_steps=120",
+        f"callbacks.divergence_guard.on_spike={on_spike}",
     )
-    assert summary["status"] == status
+    summary = train(cfg)
+    verdict = diagnose(Path(cfg.paths.output_dir))
+    assert summary["status"] == verdict.status == status
+    events = [(e["step"], e["reason"]) for e in summary["guard_events"]]
     if on_spike == "skip":
-        assert summary["skipped_steps"] == 3 and all(e["reason"] == "grad_spike" for e in summary["guard_events"])
+        assert summary["skipped_steps"] == 3 and events == [(36, "grad_spike"), (73, "grad_spike"), (110, "grad_spike")]
+        assert verdict.symptoms == ["gradient norm spikes"] and "3 spike(s) at steps 36, 73, 110" in verdict.evidence[0]
+        # 24 logged norms (every 5th step) less the spike at step 110: the 90th percentile of the other 23
+        assert verdict.suggested_clip is not None and "23 logged" in verdict.clip_rationale
     else:
-        assert summary["divergence"]["step"] == 37
+        assert events == [(36, "grad_spike"), (37, "nonfinite_grad")] and summary["divergence"]["step"] == 37
+        assert verdict.symptoms[:2] == [
+            "loss or gradient went NaN/inf",
+            "gradient norm spikes",
+        ]
+        layer = summary["divergence"]["spike_layer"]  # the layer that grew most at step 36, before the NaN
+        assert (
+            layer.startswith("network.")
+            and f"{layer} (x" in verdict.evidence[0]
+            and "at step 36" in verdict.evidence[0]
+        )
+        assert verdict.suggested_clip is not None and "36 recorded" in verdict.clip_rationale  # steps 0..35
 
 
 class Tiny(L.LightningModule):
