@@ -59,6 +59,8 @@ def _explain(err: Exception) -> str:
     """Hydra's and OmegaConf's multi-line errors, reduced to one line naming the key and what is allowed."""
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         group, _, choice = str(err.missing_cfg_file).rpartition("/")
+        if group == "hydra/launcher" and choice.startswith("submitit_"):  # conf/hydra/launcher/slurm.yaml's base
+            return "hydra/launcher=slurm needs the optional hydra-submitit-launcher: pip install -e '.[cluster]'"
         options = sorted(o for o in (err.options or []) if o != "base") or []
         if group:
             return f"{group}={choice} is not a known option; expected one of: {', '.join(options)}"

@@ -12,9 +12,14 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import fields
-from typing import Any
+from typing import Any, get_args
 
 from hydra.utils import get_class, get_method
+from lightning.fabric.plugins.precision.precision import (
+    _PRECISION_INPUT_INT,
+    _PRECISION_INPUT_STR,
+    _PRECISION_INPUT_STR_ALIAS,
+)
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.schema import TrainConf
@@ -34,6 +39,12 @@ def _at_least(n: int) -> Callable[[Any], bool]:
 
 def _non_negative(v: Any) -> bool:
     return isinstance(v, int | float) and v >= 0 and math.isfinite(v)
+
+
+# Lightning's own list: its Trainer refuses anything else, but only after the run directory exists
+PRECISIONS = {
+    str(p) for kind in (_PRECISION_INPUT_STR, _PRECISION_INPUT_INT, _PRECISION_INPUT_STR_ALIAS) for p in get_args(kind)
+}
 
 
 # key -> (check, what is allowed); keys missing from a config (e.g. model.depth for an RNN) are skipped
@@ -63,6 +74,11 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.max_steps": (lambda v: v == -1 or (isinstance(v, int) and v >= 1), "an integer >= 1, or -1"),
     "trainer.log_every_n_steps": (_at_least(1), "an integer >= 1"),
     "trainer.accumulate_grad_batches": (_at_least(1), "an integer >= 1"),
+    "trainer.num_nodes": (_at_least(1), "an integer >= 1"),
+    "trainer.precision": (
+        lambda v: str(v) in PRECISIONS,
+        "32-true, bf16-mixed or 16-mixed (or 16-true, bf16-true, 64-true)",
+    ),
 }
 
 SEQUENCE_TASKS = ("adding", "copy", "temporal_order")
