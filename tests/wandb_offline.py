@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from wandb.proto import wandb_internal_pb2 as pb
 
 BLOCK, HEADER = 32768, 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
-def records(path: Path) -> Iterator[pb.Record]:
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
-    pos, pending = HEADER, b""
+def _parse(data: bytes, base: int) -> list[pb.Record]:
+    """Records of a log whose 32 KiB blocks start at byte ``base`` (after or including the file header)."""
+    out, pos, pending = [], HEADER, b""
     while pos + HEADER <= len(data):
-        left = BLOCK - pos % BLOCK
+        left = BLOCK - (pos - base) % BLOCK
         if left < HEADER:  # block trailer padding
             pos += left
             continue
@@ -40,7 +39,17 @@ def records(path: Path) -> Iterator[pb.Record]:
         record = pb.Record()
         record.ParseFromString(pending + chunk if kind == LAST else chunk)
         pending = b""
-        yield record
+        out.append(record)
+    return out
+
+
+def records(path: Path) -> list[pb.Record]:
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
+    try:  # wandb-core writes the 7-byte file header before its first block
+        return _parse(data, HEADER)
+    except DecodeError:  # the older layout counted the header inside the first block
+        return _parse(data, 0)
 
 
 def _key(item: Any) -> str:
