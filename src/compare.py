@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+from omegaconf import OmegaConf
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -22,7 +24,18 @@ import matplotlib.pyplot as plt
 from src.reproduce.plots import layer_profiles, loss_curves, save
 from src.reproduce.runs import Run, load_run, natural_key
 
-COLUMNS = ["run", "status", "val/loss", "vs baseline", "max grad norm", "clipped", "steps/s", "hardware"]
+COLUMNS = [
+    "run",
+    "status",
+    "val/loss",
+    "vs baseline",
+    "max grad norm",
+    "clipped",
+    "steps/s",
+    "samples/s",
+    "hardware",
+    "device",
+]
 
 
 def collect(paths: list[Path]) -> list[Run]:
@@ -43,6 +56,49 @@ def label(run: Run) -> str:
     return name if rule in ("none", None) or name.endswith(rule) else f"{name} [{rule}]"
 
 
+def _overrides(run: Run) -> list[str] | None:
+    """The command-line overrides Hydra recorded for this run (absent for W&B runs and direct train() calls)."""
+    path = run.run_dir / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.exists() else None
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return {k.rstrip("."): v for k, v in out.items()}
+
+
+def _differences(runs: list[Run]) -> list[str]:
+    """What tells these runs apart: the overrides they do not share, else the config values that differ."""
+    overrides = [_overrides(r) for r in runs]
+    if all(o is not None for o in overrides):
+        shared = set.intersection(*(set(o) for o in overrides if o is not None))
+        return [" ".join(x for x in o or [] if x not in shared) for o in overrides]
+    flats = [_flat(r.config) for r in runs]
+    keys = sorted(
+        {k for f in flats for k in f if not k.startswith("paths.") and len({repr(g.get(k)) for g in flats}) > 1}
+    )
+    return [" ".join(f"{k}={f.get(k)}" for k in keys) for f in flats]
+
+
+def labels(runs: list[Run]) -> list[str]:
+    """One distinct label per run: runs of one name (a seed sweep, 1 vs 2 devices) get what differs appended."""
+    names = [label(r) for r in runs]
+    same: dict[str, list[int]] = defaultdict(list)
+    for i, name in enumerate(names):
+        same[name].append(i)
+    out = list(names)
+    for name, idx in same.items():
+        if len(idx) < 2:
+            continue
+        for i, diff in zip(idx, _differences([runs[i] for i in idx]), strict=True):
+            out[i] = f"{name} {diff}" if diff else f"{name} ({runs[i].run_dir.name})"
+    return out
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"
@@ -51,9 +107,15 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _hardware(hw: dict[str, Any]) -> str:
+    nodes = hw.get("num_nodes") or 1
+    devices = f"{nodes} nodes x {hw.get('device_count', '?')}" if nodes > 1 else f"x{hw.get('device_count', '?')}"
+    return f"{hw.get('accelerator', '?')} {devices} {hw.get('precision', '')}".strip()
+
+
 def table_rows(runs: list[Run]) -> list[dict[str, str]]:
     rows = []
-    for run in runs:
+    for run, name in zip(runs, labels(runs), strict=True):
         s = run.summary
         val = s.get("metrics", {}).get("val/loss")
         base = s.get("baseline")
@@ -62,14 +124,16 @@ def table_rows(runs: list[Run]) -> list[dict[str, str]]:
         hw = s.get("hardware", {})
         rows.append(
             {
-                "run": label(run),
+                "run": name,
                 "status": run.status,
                 "val/loss": _fmt(val),
                 "vs baseline": _fmt(val / base) if val is not None and base else "n/a",
                 "max grad norm": _fmt(s.get("max_grad_norm")),
                 "clipped": f"{clipped / steps:.0%}" if clipped is not None and steps else "n/a",
                 "steps/s": _fmt(s.get("steps_per_s"), 3),
-                "hardware": f"{hw.get('accelerator', '?')} x{hw.get('device_count', '?')} {hw.get('precision', '')}",
+                "samples/s": _fmt(s.get("samples_per_s"), 3),
+                "hardware": _hardware(hw),
+                "device": str(hw.get("device_name", "n/a")),
             }
         )
     return rows
@@ -81,12 +145,21 @@ def markdown(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def grad_norm_plot(runs: list[Run], path: Path) -> Path:
+def network_order(run: Run, profile: dict[str, float]) -> dict[str, float]:
+    """Layers input side first: the run's recorded ``layer_order``, else their names with numbers in order."""
+    order = {name: i for i, name in enumerate(run.summary.get("layer_order") or [])}
+    return dict(sorted(profile.items(), key=lambda kv: (order.get(kv[0], len(order)), natural_key(kv[0]))))
+
+
+def grad_norm_plot(runs: list[Run], path: Path) -> Path | None:
+    """Total pre-clip norm per run on a log scale; None when no run logged it (no gradient monitor)."""
+    if not any(run.curve("grad/norm_total_preclip") for run in runs):
+        return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    for run in runs:
+    for run, name in zip(runs, labels(runs), strict=True):
         points = run.curve("grad/norm_total_preclip")
         if points:
-            ax.semilogy([s for s, _ in points], [v for _, v in points], label=label(run))
+            ax.semilogy([s for s, _ in points], [v for _, v in points], label=name)
             if run.diverged_at is not None:
                 ax.axvline(run.diverged_at, color="red", alpha=0.2)
     ax.set_xlabel("optimizer step")
@@ -99,14 +172,14 @@ def grad_norm_plot(runs: list[Run], path: Path) -> Path:
 def through_time_plot(runs: list[Run], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 4))
     drawn = False
-    for run in runs:
+    for run, name in zip(runs, labels(runs), strict=True):
         steps = sorted({s for k, pts in run.series.items() if k.startswith("time_grad/t=") for s, _ in pts})
         if not steps:
             continue
         for step in (steps[0], steps[-1]):
             profile = run.at_step("time_grad/t=", step)
             ts = sorted(profile, key=int)
-            ax.semilogy([int(t) for t in ts], [profile[t] for t in ts], label=f"{label(run)} @ step {step}")
+            ax.semilogy([int(t) for t in ts], [profile[t] for t in ts], label=f"{name} @ step {step}")
             drawn = True
     if not drawn:
         plt.close(fig)
@@ -122,18 +195,21 @@ def compare(runs: list[Run], out: Path) -> dict[str, Path]:
     """Write the plots, table.md and table.csv into ``out``; returns what was written."""
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    pairs = [(label(r), r) for r in runs]
-    written["loss"] = loss_curves({"training loss": pairs}, "train/loss", out / "loss.png")
-    written["grad_norm"] = grad_norm_plot(runs, out / "grad_norm.png")
+    names = labels(runs)
+    pairs = list(zip(names, runs, strict=True))
+    # a plot whose metric no run logged is left out (an MLP has no through-time profile, callbacks=none no norms)
+    if any(run.curve("train/loss") for run in runs):
+        written["loss"] = loss_curves({"training loss": pairs}, "train/loss", out / "loss.png")
+    grad_norm = grad_norm_plot(runs, out / "grad_norm.png")
+    if grad_norm is not None:
+        written["grad_norm"] = grad_norm
     profiles = []
-    for run in runs:
+    for name, run in pairs:
         steps = sorted({s for k, pts in run.series.items() if k.startswith("grad/layer/") for s, _ in pts})
         for step in steps[:1] + steps[-1:]:
-            profile = run.at_step("grad/layer/", step)
+            profile = network_order(run, run.at_step("grad/layer/", step))
             if profile:
-                profiles.append(
-                    (f"{label(run)} @ {step}", dict(sorted(profile.items(), key=lambda kv: natural_key(kv[0]))))
-                )
+                profiles.append((f"{name} @ {step}", profile))
     if profiles:
         written["layers"] = layer_profiles({"gradient norm per layer": profiles}, "||grad||", out / "layers.png")
     through_time = through_time_plot(runs, out / "through_time.png")

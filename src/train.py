@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.callbacks import DivergenceGuard, GradNormMonitor
+from src.callbacks.grad_stats import parameter_layers
 from src.clipping import GradNormPenalty
 from src.config.validate import validate
 from src.console import print_config_tree, print_run_summary
@@ -153,6 +154,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary.update(gradient_summary(callbacks))
         summary["config"] = config
         summary["hardware"] = config["hardware"]
+        # network order of the grad/layer/* names: the CSV sorts its columns, compare.py plots in this order
+        summary["layer_order"] = [layer.name for layer in parameter_layers(module)]
         summary["samples_per_s"] = (summary["steps_per_s"] or 0) * cfg.data.batch_size * trainer.world_size
         _finish_loggers(loggers, summary, trainer.is_global_zero)
         if trainer.is_global_zero:
