@@ -393,3 +393,11 @@ def test_amp_overflow_is_left_to_grad_scaler(tmp_path, genuine):
     else:
         assert scaler.get_scale() < 2.0**24  # the scaler did skip steps
         assert not guard.diverged and guard.events == [] and trainer.global_step == 20
+
+
+def test_guard_bench_runs(capsys):  # smoke: four 4-step fits of the RNN and the direct timings
+    from src.bench.guard import main
+
+    assert main(["--repeats", "1", "--steps", "3", "--warmup", "1", "--models", "rnn"]) == 0
+    out = capsys.readouterr().out
+    assert "rnn    guard+grad_norm" in out and "rnn    norms" in out and "| decision" in out
