@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from src.config.compose import compose_run
@@ -34,6 +35,21 @@ FAST = [
 def compose_cfg(run_dir: Path, overrides: list[str], fast: bool = True) -> DictConfig:
     """Compose conf/train.yaml like scripts/train.py would, with the run directory at ``run_dir``."""
     return compose_run((FAST if fast else []) + overrides, run_dir)
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_state() -> Iterator[None]:
+    """Undo what an in-process Trainer leaves behind for the next test.
+
+    A Trainer built under simulated SLURM ranks writes ``MASTER_ADDR``/``MASTER_PORT`` into ``os.environ``
+    (later DDP subprocesses then dial that host and hang) and sets Lightning's process-wide
+    ``rank_zero_only.rank`` (later runs in this process then get dummy loggers).
+    """
+    env, rank = dict(os.environ), rank_zero_only.rank
+    yield
+    os.environ.clear()
+    os.environ.update(env)
+    rank_zero_only.rank = rank
 
 
 @pytest.fixture

@@ -146,6 +146,24 @@ def test_zclip_zscore_rule_over_a_scripted_sequence():
         assert grads(module)[0][0] == pytest.approx(min(norm, thr), rel=1e-5)
 
 
+@pytest.mark.parametrize("rule", [AutoClip(percentile=10, history=8), ZClip(warmup_steps=2)], ids=["autoclip", "zclip"])
+def test_a_step_without_gradients_leaves_the_history_alone(rule):
+    # a step the divergence guard skipped has every .grad set to None: no norm of 0 goes into the history
+    for norm in [3.0, 5.0, 4.0]:
+        rule(with_grads([norm]))
+    before = {k: v.clone() for k, v in rule.state_dict().items()}
+    skipped = with_grads([1.0])
+    skipped.w1.weight.grad = None
+    assert rule(skipped) == {}
+    after = rule.state_dict()
+    for key, value in before.items():
+        torch.testing.assert_close(after[key], value, equal_nan=True)
+    # and the next real step sees only real norms: AutoClip's 10th percentile of [3, 5, 4, 6] is 3.3
+    stats = rule(with_grads([6.0]))
+    if isinstance(rule, AutoClip):
+        assert float(stats["clip/threshold"]) == pytest.approx(np.percentile([3.0, 5.0, 4.0, 6.0], 10))
+
+
 def fit_with(make_cfg, overrides, callbacks=(), **trainer_kwargs):
     cfg = make_cfg(*overrides)
     dm = instantiate(cfg.data)

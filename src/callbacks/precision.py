@@ -18,12 +18,12 @@ from torch import Tensor
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from src.callbacks.emit import emit, is_logging_step
+from src.callbacks.emit import check_interval, emit, is_logging_step
 
 
 class GradScalerMonitor(Callback):
     def __init__(self, every_n_steps: int | None = None) -> None:
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = check_interval(every_n_steps)
         self._scale_before: Tensor | None = None
         self._skipped: Tensor | None = None
         self._step = -1

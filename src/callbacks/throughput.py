@@ -3,7 +3,7 @@
 Lightning's own ThroughputMonitor needs a batch-size function and FLOP counts; this one measures wall time
 between logging steps (no device sync: on GPU the figure settles to the true rate over a logging window, as
 queued work must drain before the host gets far ahead) and multiplies by the global batch (per-device batch
-× world size), so runs on different device counts compare in samples/s.
+× world size), so runs on different device counts compare in samples/s. Time spent in validation is left out.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from src.callbacks.emit import emit, is_logging_step
+from src.callbacks.emit import check_interval, emit, is_logging_step
 
 
 def _batch_size(batch: Any) -> int:
@@ -25,10 +25,22 @@ def _batch_size(batch: Any) -> int:
 
 class ThroughputLogger(Callback):
     def __init__(self, every_n_steps: int | None = None) -> None:
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = check_interval(every_n_steps)
         self._t0: float | None = None
         self._steps = 0
         self._samples = 0
+        self._val_start: float | None = None
+
+    @override
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_start = time.perf_counter()
+
+    @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # validation inside a window would count as slow training: the window's clock skips it
+        if self._t0 is not None and self._val_start is not None:
+            self._t0 += time.perf_counter() - self._val_start
+        self._val_start = None
 
     @override
     def on_train_batch_end(

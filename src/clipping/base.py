@@ -46,6 +46,10 @@ class ClipRule(nn.Module, ABC):
         """Clip in place; return what was done as 0-d tensors (``clip/threshold``, ``clip/scale``, ...)."""
 
     def forward(self, module: nn.Module) -> dict[str, Tensor]:
+        # no gradient at all: a step the divergence guard skipped (gradients set to None). Nothing to clip,
+        # and stateful rules must not record it as a norm of 0 in their history.
+        if all(p.grad is None for p in module.parameters()):
+            return {}
         return self.clip(module)
 
 
