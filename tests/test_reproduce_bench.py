@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -26,3 +27,17 @@ def test_loop_bench_smoke(tmp_path: Path) -> None:
     assert variants == {(s, v) for s in ("default", "tiny") for v in ("bare", "gradlab", "gradlab_bare")}
     assert all(r["steps_per_s"] > 0 for r in result["efficiency"] + result["scaling"])
     assert {r["model"] for r in result["scaling"]} == {"rnn", "lstm", "mlp"}
+
+
+def test_rerunning_one_benchmark_keeps_the_other_sections(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nold header\n\n## guard\n\nold guard table\n\n## loop\n\n`loop cmd`\n\nloop table\n")
+    args = argparse.Namespace(docs=tmp_path, threads=1, quick=False)
+    bench_all.write_doc(args, [("guard", "python scripts/bench.py guard", 12.0, "new guard table")])
+    text = doc.read_text()
+    assert "old guard table" not in text and "old header" not in text
+    sections = bench_all.earlier_sections(doc)
+    assert list(sections) == ["guard", "loop"]  # the order of src/bench/, whatever the file had
+    assert sections["loop"] == "`loop cmd`\n\nloop table"
+    assert sections["guard"].startswith("`python scripts/bench.py guard` (12 s), ")
+    assert "```\nnew guard table\n```" in sections["guard"]

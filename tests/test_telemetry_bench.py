@@ -1,18 +1,60 @@
-"""scripts/bench.py telemetry runs end to end (a tiny budget: the numbers are not checked, the plumbing is)."""
+"""scripts/bench.py telemetry: runs end to end (a tiny budget: plumbing, not speed), and its per-monitor clock."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from src.bench.telemetry import main
+import lightning as L
+import torch
+
+from src.bench.telemetry import HookClock, Regression, StepTimer, batches, main, mlp
+
+BURN_MS = 5.0
+
+
+class Burner(L.Callback):
+    """Spends BURN_MS of CPU time in every on_before_optimizer_step, none anywhere else."""
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        end = time.process_time() + BURN_MS / 1e3
+        while time.process_time() < end:
+            pass
+
+
+def test_hook_clock_charges_each_callback_its_own_cpu_time_over_the_timed_steps():
+    warmup, steps = 3, 6
+    clock, timer = HookClock(warmup), StepTimer(warmup)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=warmup + steps,
+        logger=False,
+        callbacks=[clock, timer, clock.wrap(Burner()), clock.wrap(L.Callback())],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(
+        Regression(mlp(), False),
+        torch.utils.data.DataLoader(batches((4, 256), 4, torch.device("cpu")), batch_size=None),
+    )
+    assert timer.steps == steps
+    assert set(clock.seconds) == {"Burner"}  # a callback that overrides no hook is not wrapped
+    # the warm-up steps' burns are cleared: exactly `steps` burns of BURN_MS (plus the clock's own reads)
+    assert BURN_MS * steps <= 1e3 * clock.seconds["Burner"] < BURN_MS * steps * 1.2
 
 
 def test_bench_telemetry_smoke(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench.json"
-    argv = ["--steps", "3", "--warmup", "1", "--repeats", "1", "--variants", "none", "default", "watch_50"]
+    variants = ("none", "norm_floor", "default", "watch_50")
+    argv = ["--steps", "3", "--warmup", "1", "--repeats", "1", "--variants", *variants]
     assert main([*argv, "--out", str(out)]) == 0
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {f"{m}/{v}" for m in ("mlp", "rnn") for v in ("none", "default", "watch_50")}
+    assert set(results) == {f"{m}/{v}" for m in ("mlp", "rnn") for v in variants}
     assert results["mlp/none"]["ratio"] == 1.0 and all(r["steps_per_s"] > 0 for r in results.values())
+    monitors = results["mlp/default"]["callbacks"]
+    assert {"GradNormMonitor", "WeightMonitor", "all"} <= set(monitors)
+    assert 0 < monitors["GradNormMonitor"]["ms_per_step"] <= monitors["all"]["ms_per_step"]
+    assert 0 < monitors["all"]["share"] < 1

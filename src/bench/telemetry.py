@@ -1,10 +1,13 @@
 """What gradient telemetry costs: training steps/s with and without it, side by side in one run.
 
-    python scripts/bench.py telemetry [--steps 250] [--repeats 5] [--models mlp rnn] [--out bench.json]
+    python scripts/bench.py telemetry [--steps 500] [--repeats 5] [--models mlp rnn] [--out bench.json]
 
 Variants, each on the same model, data, Trainer settings and logger (a W&B run, offline, in a temp dir):
 
 - ``none``: no telemetry;
+- ``norm_floor``: the least any monitor of the per-step pre-clip norm can do — one ``torch._foreach_norm``
+  over the gradients every optimizer step, kept on device — so the cost of reading every gradient once on
+  this machine is measured beside the monitors that must do it;
 - ``default``: the monitors of conf/callbacks/default.yaml, with their configured intervals;
 - ``lightning_recipe``: Lightning's documented recipe, ``self.log_dict(grad_norm(self, norm_type=2))`` in
   ``on_before_optimizer_step`` (a Python loop of per-parameter norms, one host sync each);
@@ -13,9 +16,13 @@ Variants, each on the same model, data, Trainer settings and logger (a W&B run, 
 Models: a 50-layer width-256 tanh MLP and a tanh RNN (hidden 128) over T = 100 steps. Each run times
 ``--steps`` optimizer steps after ``--warmup`` steps; runs are interleaved (every variant once per repeat,
 the order rotated) and the median of the repeats is reported, with its ratio to ``none``, per wall-clock
-second and per CPU second of the process (the steadier measure on a machine shared with other jobs). Trainer:
-``log_every_n_steps=25`` (the project default), so a 250-step window holds the same share of logging,
-histogram and through-time steps as a long run.
+second and per CPU second of the process (the steadier measure on a machine shared with other jobs); the
+ratios are medians of the per-repeat ratios, each variant against the ``none`` run of its own repeat.
+Whole runs on a shared machine still scatter by several percent, so every callback of a variant is also
+timed directly: CPU time inside its hooks over the timed steps, as ms per step and as a share of the run
+(work a monitor's forward hooks add inside the forward pass is not in that column, nor wandb.watch's). Trainer:
+``log_every_n_steps=25`` (the project default), so the default 500-step window (steps 10 to 509) holds the
+same share of logging (20), through-time (1) and histogram (1) steps as a long run.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +48,7 @@ from torch import Tensor, nn
 from src.config import CONF_DIR
 
 TELEMETRY_CLASSES = ("GradNormMonitor", "WeightMonitor", "ActivationMonitor", "ThroughTimeMonitor", "HistogramMonitor")
-VARIANTS = ("none", "default", "lightning_recipe", "watch_1", "watch_50")
+VARIANTS = ("none", "norm_floor", "default", "lightning_recipe", "watch_1", "watch_50")
 LOG_EVERY_N_STEPS = 25
 
 
@@ -100,6 +108,14 @@ class LightningRecipe(L.Callback):
         pl_module.log_dict(grad_norm(pl_module, norm_type=2))
 
 
+class NormFloor(L.Callback):
+    """The total pre-clip gradient norm every optimizer step, on device, and nothing else."""
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        self.norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float32)))
+
+
 class StepTimer(L.Callback):
     """Wall and process CPU time of the optimizer steps after ``warmup``, up to the end of the last one.
 
@@ -129,6 +145,41 @@ class StepTimer(L.Callback):
         return self.steps / (self.end[0] - self.start[0]), self.steps / (self.end[1] - self.start[1])
 
 
+class HookClock(L.Callback):
+    """CPU seconds spent inside each wrapped callback's hooks, from optimizer step ``warmup`` on.
+
+    Put it first in the Trainer's callback list: at the first timed batch it clears what the warm-up
+    steps recorded, before the other callbacks' hooks of that batch run.
+    """
+
+    HOOKS = tuple(h for h in vars(L.Callback) if h.startswith("on_") or h in ("setup", "teardown"))
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+
+    def wrap(self, callback: L.Callback) -> L.Callback:
+        """Time every hook ``callback``'s class overrides (instance attributes shadow the methods)."""
+        for hook in self.HOOKS:
+            if getattr(type(callback), hook) is not getattr(L.Callback, hook):
+                setattr(callback, hook, self._timed(type(callback).__name__, getattr(callback, hook)))
+        return callback
+
+    def _timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.process_time() - start
+
+        return timed
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        if trainer.global_step == self.warmup:
+            self.seconds.clear()
+
+
 TELEMETRY = {f"src.callbacks.{name}" for name in TELEMETRY_CLASSES}
 
 
@@ -142,19 +193,21 @@ def default_monitors() -> list[L.Callback]:
 
 def run_once(
     model: str, variant: str, steps: int, warmup: int, run: Any, accelerator: str, save_dir: Path
-) -> tuple[float, float]:
-    """(steps per wall second, steps per CPU second) of one training run."""
+) -> tuple[float, float, dict[str, float]]:
+    """(steps per wall second, steps per CPU second, CPU ms per step inside each monitor) of one run."""
     make, sequence, shape = MODELS[model]
     torch.manual_seed(0)
     module = Regression(make(), sequence)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     data = batches(shape, 16, device)
-    timer = StepTimer(warmup)
-    callbacks: list[L.Callback] = [timer]
+    timer, clock = StepTimer(warmup), HookClock(warmup)
+    callbacks: list[L.Callback] = [clock, timer]
     if variant == "default":
-        callbacks += default_monitors()
+        callbacks += [clock.wrap(c) for c in default_monitors()]
+    elif variant == "norm_floor":
+        callbacks.append(clock.wrap(NormFloor()))
     elif variant == "lightning_recipe":
-        callbacks.append(LightningRecipe())
+        callbacks.append(clock.wrap(LightningRecipe()))
     elif variant.startswith("watch_"):
         run.watch(module, log="all", log_freq=int(variant.removeprefix("watch_")))
     trainer = L.Trainer(
@@ -176,14 +229,14 @@ def run_once(
     finally:
         if variant.startswith("watch_"):
             run.unwatch(module)
-    return timer.rates
+    return (*timer.rates, {name: 1e3 * sec / timer.steps for name, sec in clock.seconds.items()})
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench.py telemetry", description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--steps", type=int, default=250, help="timed optimizer steps per run")
+    parser.add_argument("--steps", type=int, default=500, help="timed optimizer steps per run")
     parser.add_argument("--warmup", type=int, default=10, help="untimed optimizer steps first")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved runs per (model, variant)")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
@@ -198,7 +251,9 @@ def main(argv: list[str]) -> int:
 
     for name in ("lightning.pytorch", "lightning.fabric"):  # one line per run is enough
         logging.getLogger(name).setLevel(logging.WARNING)
-    results: dict[str, dict[str, list[tuple[float, float]]]] = {m: {v: [] for v in args.variants} for m in args.models}
+    # results[model][variant][repeat] = (wall rate, CPU rate, CPU ms per step inside each monitor)
+    Run = tuple[float, float, dict[str, float]]
+    results: dict[str, dict[str, list[Run]]] = {m: {v: [] for v in args.variants} for m in args.models}
     with tempfile.TemporaryDirectory() as tmp:
         run = wandb.init(mode="offline", dir=tmp, project="gradlab-bench", settings=wandb.Settings(silent=True))
         try:
@@ -206,28 +261,45 @@ def main(argv: list[str]) -> int:
                 for model in args.models:
                     k = repeat % len(args.variants)  # rotate the order: no variant always runs first
                     for variant in args.variants[k:] + args.variants[:k]:
-                        wall, cpu = run_once(model, variant, args.steps, args.warmup, run, args.accelerator, Path(tmp))
-                        results[model][variant].append((wall, cpu))
+                        timed = run_once(model, variant, args.steps, args.warmup, run, args.accelerator, Path(tmp))
+                        results[model][variant].append(timed)
+                        wall, cpu = timed[:2]
                         print(f"repeat {repeat} {model:4s} {variant:17s} {wall:8.1f} steps/s {cpu:8.1f} steps/cpu-s")
         finally:
             run.finish()
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"\nmedian of {args.repeats} interleaved runs, {args.steps} timed steps each, {device}")
+    print("ratios: median over repeats of (variant / none of the same repeat)")
     print(f"{'model':6s} {'variant':17s} {'steps/s':>9s} {'vs none':>8s} {'steps/cpu-s':>12s} {'vs none':>8s}")
-    summary = {}
+    summary: dict[str, Any] = {}
     for model, by_variant in results.items():
-        base_wall = statistics.median(w for w, _ in by_variant["none"])
-        base_cpu = statistics.median(c for _, c in by_variant["none"])
+        base = by_variant["none"]
         for variant, runs in by_variant.items():
-            wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+            wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+            ratio = statistics.median(r[0] / b[0] for r, b in zip(runs, base, strict=True))
+            cpu_ratio = statistics.median(r[1] / b[1] for r, b in zip(runs, base, strict=True))
             summary[f"{model}/{variant}"] = {
                 "steps_per_s": wall,
-                "ratio": wall / base_wall,
+                "ratio": ratio,
                 "steps_per_cpu_s": cpu,
-                "cpu_ratio": cpu / base_cpu,
-                "runs": runs,
+                "cpu_ratio": cpu_ratio,
+                "runs": [r[:2] for r in runs],
             }
-            print(f"{model:6s} {variant:17s} {wall:9.1f} {wall / base_wall:8.3f} {cpu:12.1f} {cpu / base_cpu:8.3f}")
+            print(f"{model:6s} {variant:17s} {wall:9.1f} {ratio:8.3f} {cpu:12.1f} {cpu_ratio:8.3f}")
+    print("\ntimed directly: CPU ms per step inside each callback's hooks, and their share of the run's CPU time")
+    for model, by_variant in results.items():
+        for variant, runs in by_variant.items():
+            callbacks = sorted({name for r in runs for name in r[2]}, key=lambda n: -runs[0][2].get(n, 0.0))
+            if not callbacks:  # no telemetry, or wandb.watch (module hooks, not callback hooks)
+                continue
+            shares = {}
+            for name in [*callbacks, "all"] if len(callbacks) > 1 else callbacks:
+                ms = [sum(r[2].values()) if name == "all" else r[2].get(name, 0.0) for r in runs]
+                share = [m * r[1] / 1e3 for m, r in zip(ms, runs, strict=True)]  # ms/step x steps/CPU-s
+                shares[name] = {"ms_per_step": statistics.median(ms), "share": statistics.median(share)}
+                label, (ms_step, frac) = f"{variant}: {name}", shares[name].values()
+                print(f"{model:6s} {label:35s} {ms_step:7.3f} ms {100 * frac:6.2f}%")
+            summary[f"{model}/{variant}"]["callbacks"] = shares
     if args.out:
         args.out.write_text(json.dumps({"device": device, "steps": args.steps, "results": summary}, indent=2))
     return 0
