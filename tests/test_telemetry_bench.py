@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 
 from src.bench.telemetry import HookClock, Regression, StepTimer, batches, main, mlp
@@ -23,7 +24,17 @@ class Burner(L.Callback):
             pass
 
 
-def test_hook_clock_charges_each_callback_its_own_cpu_time_over_the_timed_steps():
+@pytest.fixture
+def one_thread():
+    """As the benchmarks run (OMP_NUM_THREADS=1): the process's CPU clock then holds no OpenMP worker spinning
+    on after a matmul, which would be charged to whichever hook runs next."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_hook_clock_charges_each_callback_its_own_cpu_time_over_the_timed_steps(one_thread):
     warmup, steps = 3, 6
     clock, timer = HookClock(warmup), StepTimer(warmup)
     trainer = L.Trainer(
@@ -42,7 +53,7 @@ def test_hook_clock_charges_each_callback_its_own_cpu_time_over_the_timed_steps(
     assert timer.steps == steps
     assert set(clock.seconds) == {"Burner"}  # a callback that overrides no hook is not wrapped
     # the warm-up steps' burns are cleared: exactly `steps` burns of BURN_MS (plus the clock's own reads)
-    assert BURN_MS * steps <= 1e3 * clock.seconds["Burner"] < BURN_MS * steps * 1.2
+    assert BURN_MS * steps <= 1e3 * clock.seconds["Burner"] < BURN_MS * steps * 1.25
 
 
 def test_bench_telemetry_smoke(tmp_path: Path, monkeypatch):
