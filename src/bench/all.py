@@ -21,6 +21,7 @@ import torch
 
 import src.bench
 from src.config import CONF_DIR
+from src.environment import cpu_name
 
 REPO = CONF_DIR.parent
 QUICK_ARGS = {
@@ -39,16 +40,6 @@ def final_table(stdout: str) -> str:
     lines = stdout.rstrip().splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith(("median of", "loop benchmark"))]
     return "\n".join(lines[starts[-1] :] if starts else lines[-20:])
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str]) -> int:
