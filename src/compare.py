@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from src.analysis import criteria
 from src.reproduce.plots import layer_profiles, loss_curves, save
 from src.reproduce.runs import Run, load_run, natural_key
 
@@ -29,6 +30,7 @@ COLUMNS = [
     "status",
     "val/loss",
     "vs baseline",
+    "verdict",
     "max grad norm",
     "clipped",
     "steps/s",
@@ -127,7 +129,8 @@ def table_rows(runs: list[Run]) -> list[dict[str, str]]:
                 "run": name,
                 "status": run.status,
                 "val/loss": _fmt(val),
-                "vs baseline": _fmt(val / base) if val is not None and base else "n/a",
+                "vs baseline": _fmt(criteria.vs_baseline(val, base)),
+                "verdict": criteria.label(val, base),
                 "max grad norm": _fmt(s.get("max_grad_norm")),
                 "clipped": f"{clipped / steps:.0%}" if clipped is not None and steps else "n/a",
                 "steps/s": _fmt(s.get("steps_per_s"), 3),
@@ -152,31 +155,42 @@ def network_order(run: Run, profile: dict[str, float]) -> dict[str, float]:
 
 
 def grad_norm_plot(runs: list[Run], path: Path) -> Path | None:
-    """Total pre-clip norm per run on a log scale; None when no run logged it (no gradient monitor)."""
-    if not any(run.curve("grad/norm_total_preclip") for run in runs):
+    """The largest pre-clip total norm of each logging window, per run, on a log scale (a one-step spike between
+    two logged steps is in it); None when no run logged it (no gradient monitor)."""
+    key = "grad/norm_max_since_log"
+    if not any(run.curve(key) for run in runs):
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     for run, name in zip(runs, labels(runs), strict=True):
-        points = run.curve("grad/norm_total_preclip")
+        points = run.curve(key)
         if points:
             ax.semilogy([s for s, _ in points], [v for _, v in points], label=name)
             if run.diverged_at is not None:
                 ax.axvline(run.diverged_at, color="red", alpha=0.2)
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("total gradient norm (pre-clip)")
+    ax.set_ylabel("largest pre-clip gradient norm since the last log")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     return save(fig, path)
 
 
+def profile_steps(steps: list[int], count: int) -> list[int]:
+    """``count`` logged steps spread evenly from the first to the last (all of them if there are fewer)."""
+    if len(steps) <= count:
+        return steps
+    return sorted({steps[round(i * (len(steps) - 1) / (count - 1))] for i in range(count)})
+
+
 def through_time_plot(runs: list[Run], path: Path) -> Path | None:
+    """||dL/dh_t|| against t: per run the first and last logged profile, and some between when few runs are drawn."""
     fig, ax = plt.subplots(figsize=(6, 4))
     drawn = False
+    per_run = min(4, max(2, 6 // max(1, len(runs))))
     for run, name in zip(runs, labels(runs), strict=True):
         steps = sorted({s for k, pts in run.series.items() if k.startswith("time_grad/t=") for s, _ in pts})
         if not steps:
             continue
-        for step in (steps[0], steps[-1]):
+        for step in profile_steps(steps, per_run):
             profile = run.at_step("time_grad/t=", step)
             ts = sorted(profile, key=int)
             ax.semilogy([int(t) for t in ts], [profile[t] for t in ts], label=f"{name} @ step {step}")

@@ -9,6 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.tree import Tree
 
+from src.analysis import criteria
+
 CONSOLE = Console(soft_wrap=True)  # long paths stay on one line, copy-pasteable
 ORDER = ("model", "data", "optimizer", "scheduler", "clipping", "trainer", "callbacks", "logger")
 
@@ -32,6 +34,40 @@ def _fmt(x: float | None) -> str:
     if x is None:
         return "n/a"
     return f"{x:.4g}" if math.isfinite(x) else str(x)
+
+
+_SPIKES = {"grad_spike": ("gradient spike", "gradient norm"), "loss_spike": ("loss spike", "loss")}
+_ACTIONS = {"warn": "no action, logged only", "skip": "those steps skipped", "stop": "the run stopped"}
+
+
+def guard_lines(summary: dict[str, Any]) -> list[str]:
+    """The divergence guard's events in words: what, how many, how large, and what was done about them."""
+    lines = []
+    settings = summary.get("guard_actions", {})
+    for group in summary.get("guard_summary", []):
+        count, reason = group["count"], group["reason"]
+        setting = "on_spike" if group["kind"] == "spike" else "on_nonfinite"
+        done = "; ".join(_ACTIONS.get(a, a) for a in group["actions"])
+        how = f"{done} ({setting}={settings.get(setting, '?')})"
+        if reason in _SPIKES:
+            noun, of = _SPIKES[reason]
+            largest = (
+                f", largest {group['largest_ratio']:.3g}x at step {group['largest_at_step']}"
+                if group.get("largest_ratio") is not None
+                else ""
+            )
+            lines.append(
+                f"  divergence guard: {count} {noun}{'s' if count > 1 else ''} > {group['threshold']:g}x the recent "
+                f"median {of}{largest}, first at step {group['first_step']}; {how}"
+            )
+        else:
+            first = group["first_step"]
+            steps = f" on {count} steps from step {first}" if count > 1 else f" at step {first}"
+            lines.append(f"  divergence guard: {reason.replace('_', ' ')}{steps}; {how}")
+    if summary.get("skipped_steps"):
+        n = summary["skipped_steps"]
+        lines.append(f"  {n} optimizer step{'s' if n > 1 else ''} skipped in all (weights and optimizer state kept)")
+    return lines
 
 
 def print_run_summary(summary: dict[str, Any]) -> None:
@@ -59,16 +95,21 @@ def print_run_summary(summary: dict[str, Any]) -> None:
     val = metrics.get("val/loss")
     baseline = summary.get("baseline")
     if val is not None and baseline is not None and math.isfinite(baseline):
-        verdict = "beats it" if summary.get("beats_baseline") else "does NOT beat it"
+        best = summary.get("best_val_loss")
+        solved = summary.get("steps_to_solve")
+        extra = f"; best {_fmt(best)}" if best is not None and best < val else ""
+        extra += f"; first solved at step {solved}" if solved is not None else ""
+        ratio = f"{val / baseline:.3g}x the baseline" if math.isfinite(val) else "non-finite"
         lines.append(
             f"  val/loss {_fmt(val)} vs trivial baseline {_fmt(baseline)} ({summary['baseline_rule']}): "
-            f"{100 * val / baseline:.1f}% of the baseline, {verdict}"
+            f"{ratio}, {criteria.verdict(val, baseline)}{extra}"
         )
-    if summary.get("guard_event_count"):
+    if "max_grad_norm" in summary:
         lines.append(
-            f"  divergence guard: {summary['guard_event_count']} events (spikes/non-finite), "
-            f"{summary.get('skipped_steps', 0)} steps skipped; details in summary.json (guard_events)"
+            f"  largest pre-clip gradient norm {_fmt(summary['max_grad_norm'])}; "
+            f"{summary.get('steps_clipped', 0)} of {summary.get('optimizer_steps', 0)} steps clipped"
         )
+    lines += guard_lines(summary)
     if "test/loss" in metrics:
         lines.append(f"  test/loss {_fmt(metrics['test/loss'])}")
     lines.append(f"  run directory: {summary['run_dir']} (summary.json, csv/metrics.csv, checkpoints/)")

@@ -10,6 +10,15 @@ Sources, all in the run directory: ``summary.json`` (status, the guard's events 
 ``csv/metrics.csv`` (CSVLogger: ``train/loss``, ``grad/norm_total_preclip``, ``grad/norm_max_since_log``,
 ``weight/layer/*``) and ``divergence.json`` (the guard's flight recorder: every step's norms before the event).
 
+The diagnosis then names the likely cause, because the fix follows the cause, not the symptom:
+- ``init``: non-finite at step 0, before any update: the forward (or backward) pass of the initial weights
+  overflowed. Clipping acts on gradients after that pass and cannot help: change the initialisation or the
+  architecture (He/Glorot instead of N(0, 1), fewer layers, a normalisation layer).
+- ``spike``: a run that was healthy until one step's gradient (or loss) spiked — a bad batch — and then
+  broke, or whose spikes it survived: skip such steps (``callbacks.divergence_guard.on_spike=skip``).
+- ``updates``: finite at first, non-finite after some updates: the steps were too large — clip the
+  gradients (threshold below) or, if they were clipped already, lower the learning rate.
+
 The suggested clipping threshold is the 90th percentile of the finite pre-clip norms logged before the run
 diverged, leaving out the steps the guard flagged as spikes, so that typical steps pass untouched and only the
 largest tenth is rescaled. When the norm was growing (symptom 3) only the first half of those steps counts: the
@@ -42,6 +51,8 @@ class Verdict:
     evidence: list[str] = field(default_factory=list)
     suggested_clip: float | None = None
     clip_rationale: str = ""
+    cause: str | None = None  # init | spike | updates, or None for a run without a problem
+    advice: str = ""
 
     @property
     def exploding(self) -> bool:
@@ -157,8 +168,54 @@ def diagnose(run_dir: Path) -> Verdict:
             "gradient norm spikes", f"largest step norm {max(maxima):.3g} vs median logged norm {median(norms):.3g}"
         )
 
-    suggest_clip(verdict, logged, record, end, spikes, growing)
+    name_cause(verdict, divergence, end, spikes, growing)
+    if verdict.cause != "init":  # at initialisation there is no healthy norm to take a threshold from
+        suggest_clip(verdict, logged, record, end, spikes, growing)
+    else:
+        verdict.clip_rationale = "none: the run overflowed before any update, so no threshold would have helped"
     return verdict
+
+
+SPIKE_LEAD_STEPS = 3  # a NaN this soon after a spike is that spike's consequence
+
+
+def name_cause(
+    verdict: Verdict, divergence: dict[str, Any] | None, end: float, spikes: list[dict[str, Any]], growing: bool
+) -> None:
+    """Which of the three causes in the module docstring the evidence points to, and what to do about it."""
+    spike_steps = sorted(int(e["step"]) for e in spikes)
+    before = [s for s in spike_steps if s < end]
+    if math.isfinite(end) and end == 0:
+        what = "loss" if divergence is None or divergence.get("loss_nonfinite") else "gradient"
+        verdict.cause = "init"
+        verdict.advice = (
+            f"the {what} was non-finite at step 0, before any update: the initial weights overflow the "
+            f"{'forward' if what == 'loss' else 'backward'} pass. Clipping and the learning rate act only after "
+            "it, so neither can help; change the initialisation or the architecture (model.init=he or xavier "
+            "instead of N(0, 1), fewer layers, model.norm=layernorm)"
+        )
+    elif before and end - before[-1] <= SPIKE_LEAD_STEPS and not growing:
+        verdict.cause = "spike"
+        verdict.advice = (
+            f"healthy until a spike at step {before[-1]}, non-finite at step {int(end)}: a transient spike (a bad "
+            "batch?) broke the run; skip such steps (callbacks.divergence_guard.on_spike=skip) or clip them"
+        )
+    elif math.isfinite(end):
+        clip = (divergence or {}).get("clip")
+        verdict.cause = "updates"
+        verdict.advice = f"finite at first, non-finite at step {int(end)}: the updates grew too large; " + (
+            "clip the gradients (suggested clip below) or lower the learning rate"
+            if clip is None
+            else f"the gradients were already clipped at {clip}: lower the learning rate"
+        )
+    elif spike_steps:
+        acted = {e.get("action") for e in spikes}
+        verdict.cause = "spike"
+        verdict.advice = f"{len(spike_steps)} transient spike(s) the run survived" + (
+            "; they were skipped (on_spike=skip)"
+            if acted == {"skip"}
+            else "; to keep them out of the weights, skip them (callbacks.divergence_guard.on_spike=skip)"
+        )
 
 
 def suggest_clip(
@@ -206,6 +263,8 @@ def report(verdict: Verdict) -> str:
         lines += [f"  - {s}: {e}" for s, e in zip(verdict.symptoms, verdict.evidence, strict=True)]
     else:
         lines.append("no symptom of exploding gradients (finite loss, weights and gradient norms settled)")
+    if verdict.cause is not None:
+        lines.append(f"likely cause ({verdict.cause}): {verdict.advice}")
     if verdict.suggested_clip is not None:
         lines.append(f"suggested clip: {verdict.suggested_clip:.3g} ({verdict.clip_rationale})")
     else:

@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.analysis import criteria
 from src.callbacks import DivergenceGuard, GradNormMonitor
 from src.callbacks.grad_stats import parameter_layers
 from src.clipping import GradNormPenalty
@@ -150,7 +151,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if cfg.test:
                 trainer.test(module, datamodule=datamodule, verbose=False)
                 metrics.update(_floats(trainer.callback_metrics))
-        summary = run_summary(cfg, trainer, task, run_dir, wall, metrics)
+        summary = run_summary(cfg, trainer, task, run_dir, wall, metrics, module.val_curve)
         summary.update(gradient_summary(callbacks))
         summary["config"] = config
         summary["hardware"] = config["hardware"]
@@ -176,14 +177,7 @@ def gradient_summary(callbacks: list[Any]) -> dict[str, Any]:
         if isinstance(cb, GradNormMonitor):
             out.update(cb.run_totals())
         if isinstance(cb, DivergenceGuard):
-            out["skipped_steps"] = cb.skipped_steps
-            out["guard_events"] = cb.events[:50]  # the first 50; guard_event_count has them all
-            out["guard_event_count"] = len(cb.events)
-            out["divergence_step"] = cb.divergence["step"] if cb.divergence else None
-            if cb.diverged:
-                assert cb.divergence is not None
-                out["status"] = "diverged"
-                out["divergence"] = {k: v for k, v in cb.divergence.items() if k != "history"}
+            out.update(cb.run_totals())
     return out
 
 
@@ -201,8 +195,15 @@ def run_status(trainer: L.Trainer) -> str:
 
 
 def run_summary(
-    cfg: DictConfig, trainer: L.Trainer, task: Task, run_dir: Path, wall: float, metrics: dict[str, float]
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    task: Task,
+    run_dir: Path,
+    wall: float,
+    metrics: dict[str, float],
+    curve: list[tuple[int, float]],
 ) -> dict[str, Any]:
+    """The run's record; ``curve`` is the (step, val/loss) of every validation during fit."""
     val = metrics.get("val/loss")
     baseline = task.baseline if math.isfinite(task.baseline) else None
     return {
@@ -222,7 +223,11 @@ def run_summary(
         "metrics": metrics,
         "baseline": baseline,
         "baseline_rule": task.baseline_rule,
-        "beats_baseline": None if val is None or baseline is None else bool(val < baseline),
+        "loss_vs_baseline": criteria.vs_baseline(val, baseline),
+        "beats_baseline": criteria.beats(val, baseline),
+        "solves": criteria.solves(val, baseline),
+        "best_val_loss": min((v for _, v in curve if math.isfinite(v)), default=None),
+        "steps_to_solve": criteria.steps_to_solve(curve, baseline),
     }
 
 
@@ -237,6 +242,10 @@ def _finish_loggers(loggers: list[Logger], summary: dict[str, Any], is_global_ze
                 "steps_per_s",
                 "samples_per_s",
                 "beats_baseline",
+                "solves",
+                "loss_vs_baseline",
+                "best_val_loss",
+                "steps_to_solve",
                 "baseline",
                 "max_grad_norm",
                 "steps_clipped",

@@ -17,7 +17,8 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
 from src.callbacks import DivergenceGuard, FiniteModelCheckpoint
-from src.diagnosis import diagnose
+from src.console import guard_lines
+from src.diagnosis import diagnose, report
 from src.models import GradLabModule
 from src.reproduce.runs import load_run
 from src.train import build_network, train
@@ -210,9 +211,14 @@ def test_diagnose_tells_a_diverged_run_from_a_healthy_one(make_cfg):
     good_verdict = diagnose(Path(good.paths.output_dir))
     assert bad_verdict.status == "diverged"
     assert bad_verdict.symptoms[0] == "loss or gradient went NaN/inf"
-    assert "nonfinite_loss at step 1" in bad_verdict.evidence[0] and "network.blocks." in bad_verdict.evidence[0]
+    # the layer named is the largest gradient at step 0: the head, fed the 1e7-sized activations of 10 N(0,1) layers
+    evidence = bad_verdict.evidence[0]
+    assert "nonfinite_loss at step 1" in evidence and "at step 0: network.head" in evidence
     assert "gradient norm far above ~1000" in bad_verdict.symptoms  # step 0's norm is ~1e16
     assert bad_verdict.suggested_clip is None  # one finite step before the NaN is no distribution
+    # finite at step 0, NaN after the first update: the updates were too large, clipping is the fix
+    assert bad_verdict.cause == "updates" and "clip the gradients" in bad_verdict.advice
+    assert good_verdict.cause is None
     assert not good_verdict.exploding and good_verdict.status == "completed"
     # 20 logged norms (every 2nd of 40 steps): the suggestion is their 90th percentile
     good_norms = sorted(v for _, v in load_run(Path(good.paths.output_dir)).curve("grad/norm_total_preclip"))
@@ -224,6 +230,7 @@ def test_diagnose_tells_a_diverged_run_from_a_healthy_one(make_cfg):
         timeout=120,
     )
     assert proc.returncode == 0 and "status: diverged" in proc.stdout and "NaN/inf" in proc.stdout
+    assert "likely cause (updates)" in proc.stdout
     assert "status: completed" in proc.stdout and "no symptom of exploding gradients" in proc.stdout
 
 
@@ -245,14 +252,25 @@ def test_skipping_spikes_rescues_a_run_with_bad_batches(make_cfg, on_spike, stat
     summary = train(cfg)
     verdict = diagnose(Path(cfg.paths.output_dir))
     assert summary["status"] == verdict.status == status
+    assert verdict.cause == "spike"  # the fix is skipping the bad batches, not clipping every step
+    lines = guard_lines(summary)
+    spike_line = next(line for line in lines if "gradient spike" in line)
+    largest = max(e["ratio"] for e in summary["guard_events"] if e["reason"] == "grad_spike")
+    assert largest > 10 and f"largest {largest:.3g}x at step" in spike_line and "> 10x the recent median" in spike_line
     events = [(e["step"], e["reason"]) for e in summary["guard_events"]]
     if on_spike == "skip":
         assert summary["skipped_steps"] == 3 and events == [(36, "grad_spike"), (73, "grad_spike"), (110, "grad_spike")]
+        assert "3 gradient spikes" in spike_line and "those steps skipped (on_spike=skip)" in spike_line
+        assert summary["steps_clipped"] == 0  # a skipped step (gradients removed) is not a clipped one
+        assert "they were skipped" in verdict.advice
         assert verdict.symptoms == ["gradient norm spikes"] and "3 spike(s) at steps 36, 73, 110" in verdict.evidence[0]
         # 24 logged norms (every 5th step) less the spike at step 110: the 90th percentile of the other 23
         assert verdict.suggested_clip is not None and "23 logged" in verdict.clip_rationale
     else:
         assert events == [(36, "grad_spike"), (37, "nonfinite_grad")] and summary["divergence"]["step"] == 37
+        assert "1 gradient spike >" in spike_line and "no action, logged only (on_spike=warn)" in spike_line
+        assert "  divergence guard: nonfinite grad at step 37; the run stopped (on_nonfinite=stop)" in lines
+        assert "spike at step 36, non-finite at step 37" in verdict.advice
         assert verdict.symptoms[:2] == [
             "loss or gradient went NaN/inf",
             "gradient norm spikes",
@@ -264,6 +282,18 @@ def test_skipping_spikes_rescues_a_run_with_bad_batches(make_cfg, on_spike, stat
             and "at step 36" in verdict.evidence[0]
         )
         assert verdict.suggested_clip is not None and "36 recorded" in verdict.clip_rationale  # steps 0..35
+
+
+def test_diagnose_blames_the_initialisation_for_a_forward_overflow(make_cfg):
+    # 30 N(0, 1) relu layers overflow float32 in the first forward pass: clipping (on here) cannot help
+    cfg = make_cfg("model=mlp", "model.depth=30", "model.init=normal", "model.init_std=1.0", "clip=1.0")
+    summary = train(cfg)
+    verdict = diagnose(Path(cfg.paths.output_dir))
+    assert summary["status"] == "diverged" and summary["divergence"]["step"] == 0
+    assert summary["divergence"]["reason"] == "nonfinite_loss"
+    assert verdict.cause == "init" and "initialisation or the architecture" in verdict.advice
+    assert verdict.suggested_clip is None and "before any update" in verdict.clip_rationale
+    assert "clip=1.0" not in report(verdict)
 
 
 class Tiny(L.LightningModule):

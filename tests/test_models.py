@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from src.models import MLP, RecurrentNet, ScalarChain
-from src.models.init import init_matrix
+from src.models.init import activation_gain, fixed_point_slope, init_matrix
 
 
 def chain_signals(depth: int, w: float, x: float = 1.0):
@@ -94,3 +95,73 @@ def test_recurrent_init_and_forget_bias():
     assert torch.equal(irnn.rnn.weight_hh_l0, torch.eye(64))
     per_step = RecurrentNet(10, 9, cell="gru", output="per_step")
     assert per_step(torch.randn(3, 7, 10)).shape == (3, 7, 9)
+
+
+def test_xavier_is_glorot_with_unit_gain_whatever_the_activation():
+    # Glorot & Bengio (2010): std = sqrt(2 / (fan_in + fan_out)); no activation gain unless init_gain is set
+    torch.manual_seed(0)
+    for activation in ("relu", "tanh", "silu"):
+        net = MLP(input_size=300, output_size=1, depth=3, width=500, activation=activation, init="xavier")
+        assert net.blocks[0].linear.weight.std().item() == pytest.approx(math.sqrt(2 / (300 + 500)), rel=0.01)
+        assert net.blocks[1].linear.weight.std().item() == pytest.approx(math.sqrt(2 / (500 + 500)), rel=0.01)
+    rnn = RecurrentNet(2, 1, cell="rnn", nonlinearity="tanh", hidden_size=1000, init="xavier")
+    assert rnn.rnn.weight_ih_l0.std().item() == pytest.approx(math.sqrt(2 / (2 + 1000)), rel=0.06)  # 2000 samples
+
+
+def test_variance_preserving_gains_are_computed():
+    # g = 1/sqrt(E[φ(z)²]), z ~ N(0, 1): exact values where a closed form exists, a Monte Carlo check elsewhere
+    assert activation_gain("relu") == pytest.approx(math.sqrt(2), rel=1e-9)
+    assert activation_gain("leaky_relu", 0.2) == pytest.approx(math.sqrt(2 / (1 + 0.2**2)), rel=1e-9)
+    assert activation_gain("identity") == pytest.approx(1.0, rel=1e-9)
+    z = torch.randn(4_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for activation, phi in (("silu", F.silu), ("elu", F.elu), ("tanh", torch.tanh), ("sigmoid", torch.sigmoid)):
+        assert activation_gain(activation) == pytest.approx(phi(z).square().mean().rsqrt().item(), rel=2e-3)
+    assert activation_gain("silu") == pytest.approx(1.6765, abs=1e-4)  # not sqrt(2): E[silu(z)²] = 0.3558
+
+
+def _preactivation_variances(activation: str, seed: int = 0) -> list[float]:
+    torch.manual_seed(seed)
+    net = MLP(input_size=1024, output_size=1, depth=50, width=1024, activation=activation, init="he")
+    h, out = torch.randn(64, 1024), []
+    with torch.no_grad():
+        for block in net.blocks:
+            z = block.linear(h)
+            out.append(z.var().item())
+            h = block.act(z)
+    return out
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "tanh", "sigmoid", "identity"])
+def test_he_gain_keeps_the_forward_variance_through_50_layers(activation: str):
+    # the input has variance 1; every layer's pre-activation variance stays within 2x of it (width 1024: the
+    # finite-width random walk of relu's log-variance is ~0.2 per sqrt(layer) there)
+    variances = _preactivation_variances(activation)
+    assert all(0.5 <= v <= 2.0 for v in variances), (min(variances), max(variances))
+
+
+def test_silu_has_no_stable_variance_preserving_gain():
+    # Measured, against the expectation that a gain of ~1.68 would hold silu: q = 1 is a fixed point of the
+    # variance map q -> g²·E[silu(√q z)²], but an unstable one (slope 1.17 > 1), so finite-width fluctuations
+    # grow layer by layer; tanh's is stable (0.46), relu's neutral (1).
+    assert fixed_point_slope("silu") == pytest.approx(1.1726, abs=1e-3)
+    assert fixed_point_slope("tanh") < 1 and fixed_point_slope("relu") == pytest.approx(1.0, abs=1e-6)
+    variances = _preactivation_variances("silu")
+    assert 0.5 <= variances[0] <= 2.0 and variances[-1] > 100  # held at first, then leaves it for good
+
+
+def test_heads_have_their_own_init():
+    # the IRNN preset's N(0, 0.001²) is for W_ih (Le et al. 2015); the head keeps torch's nn.Linear default,
+    # U(±1/sqrt(fan_in)), std 1/sqrt(3·fan_in)
+    torch.manual_seed(0)
+    irnn = RecurrentNet(2, 1, cell="rnn", nonlinearity="relu", hidden_size=1000, init="normal", init_std=0.001)
+    assert irnn.rnn.weight_ih_l0.std().item() == pytest.approx(0.001, rel=0.05)
+    assert irnn.head.weight.std().item() == pytest.approx(1 / math.sqrt(3 * 1000), rel=0.1)
+    deep = MLP(input_size=8, output_size=500, depth=2, width=1000, init="normal", init_std=1.0)
+    assert deep.head.weight.std().item() == pytest.approx(1 / math.sqrt(3 * 1000), rel=0.05)
+    set_head = MLP(input_size=8, output_size=500, depth=2, width=1000, head_init="xavier")
+    assert set_head.head.weight.std().item() == pytest.approx(math.sqrt(2 / 1500), rel=0.02)
+
+
+def test_recurrent_gain_sets_sigma_max_of_w_hh():
+    net = RecurrentNet(2, 1, cell="rnn", hidden_size=32, recurrent_init="orthogonal", recurrent_gain=1.5)
+    assert torch.linalg.matrix_norm(net.rnn.weight_hh_l0, ord=2).item() == pytest.approx(1.5, rel=1e-4)

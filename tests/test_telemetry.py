@@ -152,13 +152,16 @@ def through_time(make_cfg, *overrides):
 
 
 def test_tanh_rnn_profile_decays_and_relu_rnn_with_large_init_grows(make_cfg):
-    decay, logged = through_time(make_cfg, "model.nonlinearity=tanh", "model.recurrent_init=orthogonal")
+    # sigma_max(W_hh) = 0.9 < 1/gamma: ||dh_t/dh_k|| <= 0.9^(t-k) (Pascanu et al. 2013), 0.9^39 = 0.016
+    decay, logged = through_time(
+        make_cfg, "model.nonlinearity=tanh", "model.recurrent_init=orthogonal", "model.recurrent_gain=0.9"
+    )
     assert decay[0] < 0.1 * decay[-1]  # the gradient reaching t=0 from the loss at T has decayed
     assert sum(decay[:10]) < sum(decay[10:20]) < sum(decay[20:30]) < sum(decay[30:])
     assert logged["time_grad/ratio_first_last"] == pytest.approx(decay[0] / decay[-1], rel=1e-4)
-    assert logged["rnn/sigma_max/network.rnn.weight_hh_l0"] == pytest.approx(1.0, rel=1e-4)  # orthogonal
+    assert logged["rnn/sigma_max/network.rnn.weight_hh_l0"] == pytest.approx(0.9, rel=1e-4)  # orthogonal x 0.9
     grow, logged = through_time(
-        make_cfg, "model.nonlinearity=relu", "model.recurrent_init=identity", "model.init_gain=1.3"
+        make_cfg, "model.nonlinearity=relu", "model.recurrent_init=identity", "model.recurrent_gain=1.3"
     )
     assert grow[0] > 100 * grow[-1]
     assert logged["rnn/sigma_max/network.rnn.weight_hh_l0"] == pytest.approx(1.3, rel=1e-4)

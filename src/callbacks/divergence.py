@@ -182,7 +182,11 @@ class DivergenceGuard(Callback):
         action = self.on_nonfinite if nonfinite else self.on_spike
         if overflowing:
             action = "stop"  # the scaler has been skipping on its own for max_consecutive_skips steps
-        self._log_event(stats.step, "nonfinite" if nonfinite else "spike", reason, action)
+        ratio = None  # how far above its recent median the spiking value was (host work on events only)
+        if not nonfinite and (grad_spike or loss_spike):
+            value, history = (total, self._norms) if reason == "grad_spike" else (loss, self._losses)
+            ratio = float(value / torch.nanmedian(history))
+        self._log_event(stats.step, "nonfinite" if nonfinite else "spike", reason, action, ratio)
         if action == "warn":
             if nonfinite and self.divergence is None:  # training goes on, but the run has diverged
                 self._record_divergence(trainer, stats.step, reason)
@@ -206,8 +210,8 @@ class DivergenceGuard(Callback):
                 fresh[: kept.numel()] = kept
             setattr(self, name, fresh)
 
-    def _log_event(self, step: int, kind: str, reason: str, action: str) -> None:
-        self.events.append({"step": step, "kind": kind, "reason": reason, "action": action})
+    def _log_event(self, step: int, kind: str, reason: str, action: str, ratio: float | None) -> None:
+        self.events.append({"step": step, "kind": kind, "reason": reason, "action": action, "ratio": ratio})
         n = len(self.events)
         if n <= 3 or n % 50 == 0:  # every event is in self.events (and summary.json); the log stays readable
             more = "" if n <= 3 else f" ({n} events so far)"
@@ -222,6 +226,36 @@ class DivergenceGuard(Callback):
             out = Path(self.dirpath or trainer.default_root_dir)  # the run directory (log_dir is a logger subfolder)
             out.mkdir(parents=True, exist_ok=True)
             (out / "divergence.json").write_text(json.dumps(diagnosis, indent=2, default=str))
+
+    def run_totals(self) -> dict[str, Any]:
+        """What the guard saw over the fit, for summary.json: events grouped by reason, skips, the divergence."""
+        groups: dict[str, dict[str, Any]] = {}
+        for event in self.events:
+            group = groups.setdefault(
+                event["reason"],
+                {"reason": event["reason"], "kind": event["kind"], "count": 0, "first_step": event["step"],
+                 "largest_ratio": None, "largest_at_step": None, "actions": []},
+            )  # fmt: skip
+            group["count"] += 1
+            ratio = event.get("ratio")
+            if ratio is not None and (group["largest_ratio"] is None or ratio > group["largest_ratio"]):
+                group["largest_ratio"], group["largest_at_step"] = ratio, event["step"]
+            if event["action"] not in group["actions"]:
+                group["actions"].append(event["action"])
+        for group in groups.values():
+            group["threshold"] = self.loss_spike_factor if group["reason"] == "loss_spike" else self.spike_factor
+        totals: dict[str, Any] = {
+            "skipped_steps": self.skipped_steps,
+            "guard_events": self.events[:50],  # the first 50; guard_event_count has them all
+            "guard_event_count": len(self.events),
+            "guard_summary": list(groups.values()),
+            "guard_actions": {"on_nonfinite": self.on_nonfinite, "on_spike": self.on_spike},
+            "divergence_step": self.divergence["step"] if self.divergence else None,
+        }
+        if self.divergence is not None:
+            totals["status"] = "diverged"
+            totals["divergence"] = {k: v for k, v in self.divergence.items() if k != "history"}
+        return totals
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

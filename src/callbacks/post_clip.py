@@ -81,6 +81,8 @@ class PostClipNorm:
     def total(self, pl_module: nn.Module) -> Tensor:
         """The total gradient norm now, after clipping (and the optimizer step)."""
         pre, self._pre = self._pre, None
+        if pre is not None and all(p.grad is None for p in self._params):
+            return torch.full_like(pre, float("nan"))  # the step was skipped (the guard removed the gradients)
         if pre is None or grad_versions(self._params) != self._versions:
             return layer_grad_norms(pl_module).total_norm  # written to some other way: measure
         if self._norm_clip is None:

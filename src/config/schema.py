@@ -49,6 +49,7 @@ class MLPConf:
     init_std: float = 1.0
     init_gain: float | None = None
     init_value: float = 1.0
+    head_init: Init = Init.default
 
 
 @dataclass
@@ -62,8 +63,10 @@ class RecurrentConf:
     recurrent_init: Init = Init.orthogonal
     init_std: float = 0.1
     init_gain: float | None = None
+    recurrent_gain: float = 1.0
     init_value: float = 1.0
     forget_bias: float = 1.0
+    head_init: Init = Init.default
 
 
 @dataclass

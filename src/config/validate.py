@@ -60,6 +60,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: v is None or _positive(v),
         "a number > 0, or null for the activation's gain",
     ),
+    "model.recurrent_gain": (_positive, "a number > 0 (sigma_max of the initial W_hh)"),
     "model.negative_slope": (_non_negative, "a number >= 0"),
     "data.batch_size": (_at_least(1), "an integer >= 1"),
     "data.shards_per_device": (_at_least(1), "an integer >= 1"),

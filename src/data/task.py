@@ -24,6 +24,9 @@ class Task:
     loss: LossKind
     baseline: float  # expected loss of the task's trivial strategy (named in `baseline_rule`)
     baseline_rule: str
+    # per_step tasks: the last `answer_steps` positions hold the answer (copy: the 10 recalled symbols);
+    # accuracy and exact match are scored there only. 0: every position.
+    answer_steps: int = 0
 
     @property
     def is_classification(self) -> bool:

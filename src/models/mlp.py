@@ -12,7 +12,7 @@ from enum import Enum
 
 from torch import Tensor, nn
 
-from src.models.init import activation_gain, init_linear
+from src.models.init import default_gain, init_linear
 
 
 class Activation(str, Enum):
@@ -83,6 +83,7 @@ class MLP(nn.Module):
         init_std: float = 1.0,
         init_gain: float | None = None,
         init_value: float = 1.0,
+        head_init: str = "default",
     ) -> None:
         super().__init__()
         self.residual = residual
@@ -90,11 +91,13 @@ class MLP(nn.Module):
             Block(input_size if i == 0 else width, width, activation, negative_slope, norm) for i in range(depth)
         )
         self.head = nn.Linear(width, output_size)
-        gain = activation_gain(activation, negative_slope) if init_gain is None else init_gain
-        for block in self.blocks:
-            init_linear(block.linear, init, std=init_std, gain=gain, value=init_value)
-        # the head feeds a loss, not an activation: unit gain
-        init_linear(self.head, init, std=init_std, gain=1.0 if init_gain is None else init_gain, value=init_value)
+        gain = default_gain(init, activation, negative_slope) if init_gain is None else init_gain
+        for i, block in enumerate(self.blocks):
+            # the first layer's input passed no nonlinearity: unit gain keeps its second moment (He et al. 2015 §2.2)
+            first = 1.0 if init_gain is None else init_gain
+            init_linear(block.linear, init, std=init_std, gain=first if i == 0 else gain, value=init_value)
+        # the head feeds a loss, not an activation: its own scheme (torch's nn.Linear default unless set), gain 1
+        init_linear(self.head, head_init, std=init_std, gain=1.0, value=init_value)
 
     def forward(self, x: Tensor) -> Tensor:
         h = x.flatten(1)  # (B, T·C) or (B, C)

@@ -2,7 +2,10 @@
 
 Regression tasks use MSE, classification tasks cross-entropy (per step for copy memory), the scalar chain
 uses the output itself as the loss. Every stage shares ``_common_step``. Validation also logs the loss as a
-fraction of the task's trivial baseline (``val/loss_vs_baseline`` < 1: the network beats it).
+fraction of the task's trivial baseline (``val/loss_vs_baseline``; src/analysis/criteria.py says what beats and
+solves it). Classification tasks log ``acc`` on the positions that hold the answer (temporal order: the final
+step; copy: the recalled symbols only) and, for per-step tasks, ``exact_match``: the share of sequences with
+every answer position right.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torchmetrics.classification import MulticlassExactMatch
 from typing_extensions import override
 
 from src.data.task import Task
@@ -41,8 +45,11 @@ class GradLabModule(L.LightningModule):
         metrics: dict[str, torchmetrics.Metric] = {"loss": torchmetrics.MeanMetric()}
         if task.is_classification:
             metrics["acc"] = torchmetrics.Accuracy(task="multiclass", num_classes=task.output_size)
+            if task.output == "per_step":
+                metrics["exact_match"] = MulticlassExactMatch(num_classes=task.output_size)
         self.val_metrics = torchmetrics.MetricCollection(metrics, prefix="val/")
         self.test_metrics = self.val_metrics.clone(prefix="test/")
+        self.val_curve: list[tuple[int, float]] = []  # (step, val/loss) of every validation during fit
 
     def forward(self, x: Tensor) -> Tensor:
         return self.network(x)
@@ -72,8 +79,12 @@ class GradLabModule(L.LightningModule):
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics["loss"].update(loss, weight=len(x))
         if "acc" in metrics:
-            preds = out.argmax(-1)
+            preds = out.argmax(-1)  # (B,) or (B, T)
+            if self.task.answer_steps:
+                preds, y = preds[:, -self.task.answer_steps :], y[:, -self.task.answer_steps :]
             metrics["acc"].update(preds.reshape(-1), y.reshape(-1))
+            if "exact_match" in metrics:
+                metrics["exact_match"].update(preds, y)
         return loss
 
     @override
@@ -95,6 +106,8 @@ class GradLabModule(L.LightningModule):
             values[f"{stage}/loss_vs_baseline"] = values[f"{stage}/loss"] / self.task.baseline
         self.log_dict(values, prog_bar=stage == "val")
         metrics.reset()
+        if stage == "val" and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:  # one host read
+            self.val_curve.append((self.global_step, float(values["val/loss"])))
 
     @override
     def on_validation_epoch_end(self) -> None:

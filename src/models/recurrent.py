@@ -2,9 +2,11 @@
 
 One string picks the cell, as in pytorch/examples word_language_model. The head reads the last step
 (``output="final"``: adding, temporal order) or every step (``output="per_step"``: copy memory).
-Input weights take ``init``; recurrent weights take ``recurrent_init`` (e.g. ``identity`` for the IRNN of
-Le, Jaitly & Hinton 2015, ``orthogonal`` for Saxe et al. 2014). The LSTM forget-gate bias starts at
-``forget_bias`` (1.0: Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015).
+Input weights take ``init`` (gain ``init_gain``), the head ``head_init`` (torch's nn.Linear default unless set);
+recurrent weights take ``recurrent_init`` times ``recurrent_gain`` (e.g. ``identity`` for the IRNN of Le, Jaitly &
+Hinton 2015, ``orthogonal`` for Saxe et al. 2014; the gain is then σ_max(W_hh), which must exceed 1/γ for
+gradients to explode: Pascanu et al. 2013). The LSTM forget-gate bias starts at ``forget_bias`` (1.0: Gers,
+Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from enum import Enum
 import torch
 from torch import Tensor, nn
 
-from src.models.init import activation_gain, init_linear, init_matrix
+from src.models.init import default_gain, init_linear, init_matrix
 
 
 class Cell(str, Enum):
@@ -38,8 +40,10 @@ class RecurrentNet(nn.Module):
         recurrent_init: str = "orthogonal",
         init_std: float = 0.1,
         init_gain: float | None = None,
+        recurrent_gain: float = 1.0,
         init_value: float = 1.0,
         forget_bias: float = 1.0,
+        head_init: str = "default",
         output: str = "final",
     ) -> None:
         super().__init__()
@@ -53,10 +57,9 @@ class RecurrentNet(nn.Module):
         self.head = nn.Linear(hidden_size, output_size)
 
         act = nonlinearity if cell == "rnn" else "tanh"
-        gain = activation_gain(act) if init_gain is None else init_gain
-        # W_hh is applied T times: its default gain is 1 (an isometry for orthogonal/identity), not the
-        # activation's feed-forward gain — 5/3 for tanh would make sigma_max(W_hh) = 5/3 > 1/gamma at init
-        recurrent_gain = 1.0 if init_gain is None else init_gain
+        gain = default_gain(init, act) if init_gain is None else init_gain
+        # W_hh is applied T times: its gain is its own key (default 1, an isometry for orthogonal/identity), not
+        # the activation's feed-forward gain — tanh's 1.59 would make sigma_max(W_hh) > 1/gamma at init
         with torch.no_grad():
             for name, param in self.rnn.named_parameters():
                 if name.startswith("weight_hh"):
@@ -69,7 +72,9 @@ class RecurrentNet(nn.Module):
                 hs = hidden_size  # gate order (input, forget, cell, output): torch.nn.LSTM docs
                 for layer in range(num_layers):
                     getattr(self.rnn, f"bias_ih_l{layer}")[hs : 2 * hs].fill_(forget_bias)
-        init_linear(self.head, init, std=init_std, gain=1.0, value=init_value)
+        # the head has its own scheme: with the input weights' (e.g. the IRNN's N(0, 0.001²), meant for W_ih by
+        # Le et al. 2015) almost no gradient would reach the recurrent layer at first
+        init_linear(self.head, head_init, std=init_std, gain=1.0, value=init_value)
 
     def _init_gates(self, weight: Tensor, scheme: str, **params: float) -> None:
         # LSTM/GRU stack 4 or 3 gate matrices of shape (H, fan_in): initialise each as its own matrix

@@ -34,6 +34,8 @@ class Experiment:
 
 
 EXPERIMENTS: list[Experiment] = [
+    Experiment("flagship", "The flagship pair: model=rnn with and without clipping, 3 seeds"),
+    Experiment("vanishing", "The second lesson: clipping stops the NaN, not the vanishing (T = 200)"),
     Experiment("seed_chain", "Seed numbers: the scalar chain"),
     Experiment(
         "init_study",

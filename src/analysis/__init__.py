@@ -1,0 +1,1 @@
+"""Reading finished runs back: what they show, in words and numbers."""
