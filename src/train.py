@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import netrc
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,12 +16,13 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
+from src import wandb_run
 from src.analysis import criteria
-from src.callbacks import DivergenceGuard, GradNormMonitor
+from src.callbacks import DivergenceGuard, GradNormMonitor, WandbRunId
 from src.callbacks.grad_stats import parameter_layers
 from src.clipping import GradNormPenalty
 from src.config.validate import validate
@@ -31,21 +30,6 @@ from src.console import print_config_tree, print_run_summary
 from src.data.task import Task
 from src.environment import run_environment
 from src.models.module import GradLabModule
-
-
-def wandb_mode(requested: str) -> str:
-    """auto -> online when the user is logged in to W&B, offline otherwise; WANDB_MODE always wins."""
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if requested != "auto":
-        return requested
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    try:
-        logged_in = netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        logged_in = False
-    return "online" if logged_in else "offline"
 
 
 def hydra_choices() -> dict[str, str]:
@@ -70,39 +54,20 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     loggers: list[Logger] = []
     for logger_cfg in (cfg.logger or {}).values():
         if logger_cfg._target_.endswith("WandbLogger"):
-            logger_cfg = logger_cfg.copy()
-            with open_dict(logger_cfg):
-                logger_cfg.mode = wandb_mode(logger_cfg.get("mode", "auto"))
-                logger_cfg.group = logger_cfg.group or default_group(cfg)
-                logger_cfg.job_type = logger_cfg.get("job_type") or hydra_choices().get("model")
-                logger_cfg.tags = list(logger_cfg.tags or []) + default_tags(cfg)
-        loggers.append(instantiate(logger_cfg))
+            loggers.append(wandb_run.quiet(instantiate(wandb_run.logger_config(cfg, logger_cfg, hydra_choices()))))
+        else:
+            loggers.append(instantiate(logger_cfg))
     return loggers
 
 
-def default_tags(cfg: DictConfig) -> list[str]:
-    """W&B tags for filtering: task, model and clipping rule (W&B cannot group by tags; `group` does that)."""
-    choices = hydra_choices()
-    rule = choices.get("clipping", "none")
-    clip = (
-        rule
-        if rule != "none"
-        else (
-            "noclip"
-            if cfg.clip is None
-            else f"clip_{cfg.clip_algorithm.value if hasattr(cfg.clip_algorithm, 'value') else cfg.clip_algorithm}"
-        )
-    )
-    return [t for t in (choices.get("data"), choices.get("model"), clip) if t]
-
-
-def default_group(cfg: DictConfig) -> str:
-    """W&B group: the experiment's, else the multirun sweep's directory, else the run name."""
-    if cfg.group:
-        return str(cfg.group)
-    if HydraConfig.initialized() and getattr(HydraConfig.get().mode, "name", None) == "MULTIRUN":
-        return Path(HydraConfig.get().sweep.dir).name
-    return str(cfg.name)
+def plumbing_callbacks(cfg: DictConfig, loggers: list[Logger]) -> list[L.Callback]:
+    """Callbacks the run needs whatever ``callbacks=`` says: the learning rate when it changes, the W&B run id."""
+    out: list[L.Callback] = []
+    if cfg.scheduler and loggers:  # every optimizer step's learning rate, at the loggers' interval
+        out.append(LearningRateMonitor(logging_interval="step"))
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        out.append(WandbRunId())
+    return out
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
@@ -129,6 +94,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    callbacks += plumbing_callbacks(cfg, loggers)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
@@ -138,6 +104,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         print_config_tree(cfg)
     for logger in loggers:
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+            wandb_run.define_summaries(logger)
         logger.log_hyperparams(config)
 
     start = time.perf_counter()
@@ -232,29 +200,12 @@ def run_summary(
 
 
 def _finish_loggers(loggers: list[Logger], summary: dict[str, Any], is_global_zero: bool) -> None:
+    steps = summary.get("optimizer_steps") or summary.get("steps")
+    if summary.get("steps_clipped") is not None and steps:
+        summary["clipped_fraction"] = summary["steps_clipped"] / steps
+    summary.setdefault("divergence_step", None)
     for logger in loggers:
         # ranks > 0 hold Lightning's dummy experiment: only rank 0 writes the W&B summary
         if is_global_zero and isinstance(logger, WandbLogger):
-            run = logger.experiment
-            for key in (
-                "status",
-                "steps",
-                "steps_per_s",
-                "samples_per_s",
-                "beats_baseline",
-                "solves",
-                "loss_vs_baseline",
-                "best_val_loss",
-                "steps_to_solve",
-                "baseline",
-                "max_grad_norm",
-                "steps_clipped",
-            ):
-                if key in summary:
-                    run.summary[key] = summary[key]
-            if summary.get("divergence"):
-                run.summary["divergence_step"] = summary["divergence"]["step"]
-                run.summary["divergence_reason"] = summary["divergence"]["reason"]
-            summary["wandb_mode"] = run.settings.mode
-            summary["wandb_dir"] = str(Path(run.dir).parent)
+            wandb_run.record_summary(logger, summary)
         logger.finalize("success")

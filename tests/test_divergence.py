@@ -23,7 +23,7 @@ from src.models import GradLabModule
 from src.reproduce.runs import load_run
 from src.train import build_network, train
 from tests.conftest import REPO
-from tests.wandb_offline import offline_run
+from tests.wandb_runs import offline_run
 
 # a deep relu MLP with the seed's N(0, 1) initialisation and a large learning rate: the first update explodes
 EXPLODING = [

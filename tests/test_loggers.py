@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from src.train import train, wandb_mode
-from tests.wandb_offline import offline_run
+from src.train import train
+from src.wandb_run import wandb_mode
+from tests.wandb_runs import offline_run
 
 
 def test_wandb_offline_run_has_the_resolved_config(make_cfg, monkeypatch):

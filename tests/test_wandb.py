@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_runs import SMALL, run_cli
-from tests.wandb_offline import offline_run, records
+from tests.wandb_runs import offline_run
 
 HARDWARE_KEYS = {
     "accelerator",
@@ -23,18 +23,11 @@ HARDWARE_KEYS = {
 }
 
 
-def start_and_runtime(run_dir: Path) -> tuple[float, int]:
+def start_and_runtime(run: dict) -> tuple[float, int]:
     """When the run started and how long it ran until ``wandb.finish()`` (its exit record; absent if never)."""
-    start, runtime = None, None
-    for record in records(next(run_dir.glob("run-*.wandb"))):
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            start = record.run.start_time.seconds + record.run.start_time.nanos / 1e9
-        elif kind == "exit":
-            assert record.exit.exit_code == 0
-            runtime = record.exit.runtime
-    assert start is not None and runtime is not None, f"{run_dir} was not finished"
-    return start, runtime
+    assert run["start"] is not None and run["runtime"] is not None, f"{run} was not finished"
+    assert run["exit_code"] == 0
+    return run["start"], run["runtime"]
 
 
 @pytest.mark.timeout(600)
@@ -57,5 +50,5 @@ def test_multirun_makes_one_finished_wandb_run_per_job(tmp_path):
         assert r["job_type"] == "mlp" and r["tags"] == ["adding", "mlp", "clip_norm"]
         assert {"throughput/steps_per_s", "throughput/samples_per_s", "grad/norm_total_preclip"} <= r["history_keys"]
         assert r["summary"]["status"] == "completed"
-    (start0, runtime0), (start1, _) = (start_and_runtime(r) for r in runs)
+    (start0, runtime0), (start1, _) = (start_and_runtime(r) for r in records_)
     assert start0 + runtime0 <= start1 + 1.0  # job 0's run was finished before job 1's started (runtime in whole s)

@@ -8,6 +8,7 @@ from src.callbacks.histograms import HistogramMonitor
 from src.callbacks.precision import GradScalerMonitor
 from src.callbacks.through_time import ThroughTimeMonitor
 from src.callbacks.throughput import ThroughputLogger
+from src.callbacks.wandb_run_id import WandbRunId
 from src.callbacks.weights import WeightMonitor
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "HistogramMonitor",
     "ThroughTimeMonitor",
     "ThroughputLogger",
+    "WandbRunId",
     "WeightMonitor",
 ]
