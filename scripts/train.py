@@ -3,6 +3,9 @@
 python scripts/train.py model=rnn clip=1.0
 python scripts/train.py model=rnn clip=null
 python scripts/train.py -m model=rnn,lstm clip=null,1.0
+python scripts/train.py -m experiment=rnn_clip_lr_search     # an Optuna search over clip and lr
+
+The job returns its objective (final val/loss; +inf for a diverged run) for search sweepers.
 """
 
 import hydra
@@ -11,16 +14,19 @@ from omegaconf import DictConfig
 from src.config import CONF_DIR
 from src.config.preflight import preflight
 from src.launch import distributed_job_scope, single_run_argv_for_ddp_children
+from src.quiet import quiet_third_party
+from src.sweep import objective
 from src.train import train
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
     single_run_argv_for_ddp_children()  # DDP ranks of a sweep job re-run this job only
     with distributed_job_scope():
-        train(cfg)
+        return objective(train(cfg))
 
 
 if __name__ == "__main__":
+    quiet_third_party()  # Lightning's tips and third-party deprecations, not the user's business
     preflight()  # bad input: one line on stderr, exit 2, nothing written
     main()

@@ -12,6 +12,14 @@ from rich.tree import Tree
 from src.analysis import criteria
 
 CONSOLE = Console(soft_wrap=True)  # long paths stay on one line, copy-pasteable
+LOG_WIDTH = 100_000  # no terminal (a log file, a pipe): rich would cut every line at 80 columns
+
+
+def wide_console() -> Console:
+    """The console for trees and tables: the terminal's width, or no limit when stdout is a file or a pipe."""
+    return CONSOLE if CONSOLE.is_terminal else Console(soft_wrap=True, width=LOG_WIDTH)
+
+
 ORDER = ("model", "data", "optimizer", "scheduler", "clipping", "trainer", "callbacks", "logger")
 
 
@@ -27,7 +35,7 @@ def print_config_tree(cfg: DictConfig) -> None:
             branch = tree.add(f"[bold]{group}[/bold]")
             for line in OmegaConf.to_yaml(node).rstrip().splitlines():
                 branch.add(line)
-    CONSOLE.print(tree)
+    wide_console().print(tree)
 
 
 def _fmt(x: float | None) -> str:

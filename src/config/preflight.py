@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,6 +22,7 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from src.config import CONF_DIR
+from src.config.search_space import job_overrides
 from src.config.validate import RANGES, ConfigError, validate
 
 EXIT_BAD_INPUT = 2
@@ -49,10 +49,12 @@ def _job_overrides(args: Sequence[str], config_name: str) -> list[list[str]]:
         base = compose(config_name, overrides=[o for o in overrides if "," not in o], return_hydra_config=True)
         params = OmegaConf.select(base, "hydra.sweeper.params") or {}
         sweep_params = {str(k): str(v) for k, v in params.items()}
+        sweeper = str(OmegaConf.select(base, "hydra.sweeper._target_") or "")
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     merged = [f"{k}={v}" for k, v in sweep_params.items() if k not in given] + overrides
     parsed = OverridesParser.create().parse_overrides(merged)
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    # a search sweeper (Optuna) samples interval(...)/range(...): its jobs are the edges of the search space
+    return job_overrides(parsed, search=not sweeper.endswith("BasicSweeper"))
 
 
 def _explain(err: Exception) -> str:
@@ -61,6 +63,8 @@ def _explain(err: Exception) -> str:
         group, _, choice = str(err.missing_cfg_file).rpartition("/")
         if group == "hydra/launcher" and choice.startswith("submitit_"):  # conf/hydra/launcher/slurm.yaml's base
             return "hydra/launcher=slurm needs the optional hydra-submitit-launcher: pip install -e '.[cluster]'"
+        if group == "hydra/sweeper" and choice == "optuna":  # conf/hydra/sweeper/optuna_tpe.yaml's base
+            return "hydra/sweeper=optuna_tpe needs the optional hydra-optuna-sweeper: pip install -e '.[sweep]'"
         options = sorted(o for o in (err.options or []) if o != "base") or []
         if group:
             return f"{group}={choice} is not a known option; expected one of: {', '.join(options)}"
