@@ -4,7 +4,7 @@ Reads each run's summary.json and csv/metrics.csv (src/reproduce/runs.py) and dr
 pre-clip gradient norm on a log scale, the per-layer gradient profile (network order, first and last logged
 step) and the through-time profile ||dL/dh_t|| (recurrent runs); the table has the final metric, status,
 largest gradient norm, share of steps clipped, steps/s and hardware. ``from_wandb`` builds the same runs from
-the W&B public API for users who are online (not exercised here: no network).
+the W&B public API for users who are online, from every logged row.
 """
 
 from __future__ import annotations
@@ -239,23 +239,39 @@ def compare(runs: list[Run], out: Path) -> dict[str, Path]:
     return written
 
 
-def from_wandb(path: str, group: str) -> list[Run]:
-    """The runs of one W&B group (``ENTITY/PROJECT``), as local runs would be read; needs network and login."""
-    import wandb
+def _final(value: Any) -> Any:
+    """A W&B summary value: define_metric aggregates ({"min": .., "last": ..}) read as the final value."""
+    if isinstance(value, dict) and "last" in value:
+        return value["last"]
+    return value
 
+
+def from_wandb(path: str, group: str, api: Any = None) -> list[Run]:
+    """The runs of one W&B group (``ENTITY/PROJECT``), as local runs would be read; needs network and login.
+
+    Every history row is read (``scan_history`` pages through all of them): ``history()`` returns a sample of
+    at most ``samples`` rows, in which a single-step gradient spike can vanish.
+    """
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
     runs = []
-    for remote in wandb.Api().runs(path, filters={"group": group}):
-        summary = dict(remote.summary)
+    for remote in api.runs(path, filters={"group": group}):
+        summary = {k: _final(v) for k, v in dict(remote.summary).items()}
         summary.setdefault("name", remote.name)
         summary["config"] = dict(remote.config)
         summary["hardware"] = remote.config.get("hardware", {})
-        summary.setdefault("metrics", {k: v for k, v in summary.items() if k.startswith("val/")})
-        history = remote.history(samples=2000, pandas=False)
+        summary.setdefault("metrics", {k: v for k, v in summary.items() if k.startswith(("val/", "test/"))})
+        if summary.get("status") == "diverged" and summary.get("divergence_step") is not None:
+            summary.setdefault(
+                "divergence", {"step": summary["divergence_step"], "reason": summary.get("divergence_reason")}
+            )
         series: dict[str, list[tuple[int, float]]] = {}
-        for row in history:
+        for row in remote.scan_history(page_size=1000):
             step = int(row.get("trainer/global_step", row.get("_step", 0)))
             for key, value in row.items():
-                if isinstance(value, int | float) and not key.startswith("_"):
+                if isinstance(value, int | float) and not isinstance(value, bool) and not key.startswith("_"):
                     series.setdefault(key, []).append((step, float(value)))
         runs.append(Run(Path(remote.id), summary, series))
     return runs

@@ -25,13 +25,16 @@ SMALL = [
 ]
 
 
-def run_cli(cwd: Path, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+def run_cli(
+    cwd: Path, *args: str, timeout: int = 400, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "train.py"), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,18 @@ def test_wandb_mode_auto(monkeypatch, tmp_path):
     assert wandb_mode("auto") == "online"
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode("auto") == "disabled"
+
+
+def test_tensorboard_logger_without_its_extra_is_refused_before_output(monkeypatch, tmp_path, capsys):
+    from src.config.preflight import preflight
+
+    for module in ("tensorboard", "tensorboardX"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed: imports fail
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        preflight(["logger=tensorboard"])
+    assert exit_.value.code == 2 and list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().err.strip() == (
+        "error: logger.tensorboard (TensorBoardLogger) needs the optional tensorboard package: "
+        "pip install -e '.[tensorboard]'"
+    )

@@ -8,6 +8,7 @@ run directory exists). Each failure is one line naming the key and what is allow
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import math
 from collections.abc import Callable
@@ -180,12 +181,35 @@ def _check_clipping(cfg: DictConfig) -> None:
         raise ConfigError(f"clipping rules read whole gradients; not supported with trainer.strategy={strategy}")
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # present in sys.modules as None: imports of it are blocked
+        return False
+
+
+# logger targets whose package is an optional extra -> (modules any of which serves it, the extra)
+OPTIONAL_LOGGERS = {"TensorBoardLogger": (("tensorboard", "tensorboardX"), "tensorboard")}
+
+
+def _check_optional_packages(cfg: DictConfig) -> None:
+    """A logger whose optional package is missing fails here, not after the run directory exists."""
+    for key, node in (OmegaConf.select(cfg, "logger") or {}).items():
+        target = str(node.get("_target_", "")) if isinstance(node, DictConfig) else ""
+        for cls, (modules, extra) in OPTIONAL_LOGGERS.items():
+            if target.endswith(cls) and not any(_importable(m) for m in modules):
+                raise ConfigError(
+                    f"logger.{key} ({cls}) needs the optional {modules[0]} package: pip install -e '.[{extra}]'"
+                )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError with a one-line message if ``cfg`` cannot make a sensible run."""
     _check_top_level(cfg)
     _check_ranges(cfg)
     _check_task(cfg)
     _check_clipping(cfg)
+    _check_optional_packages(cfg)
     for group in ("trainer", "optimizer", "scheduler", "logger", "callbacks", "clipping"):
         if OmegaConf.select(cfg, group) is not None:
             _check_targets(cfg[group], group)
