@@ -130,6 +130,7 @@ def test_preflight_refuses_a_bad_search_space(args, message):
 def test_preflight_checks_the_search_space_at_its_bounds():
     check(["-m", "experiment=rnn_clip_lr_search"])  # the experiment's own space: both bounds of both intervals
     check(["-m", "hydra/sweeper=optuna_tpe", "model.hidden_size=range(8, 64, 8)", "optimizer=sgd,adam"])
+    check(["-m", "hydra/sweeper=optuna_tpe", "model=rnn", "clipping=autoclip", "clipping.percentile=interval(1, 50)"])
     # Optuna samples the top of a range too: 3 shards do not divide a batch of 64; the basic sweeper runs 1 and 2
     check(["-m", "data.shards_per_device=range(1, 3)"])
     with pytest.raises(
