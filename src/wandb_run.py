@@ -16,8 +16,10 @@
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +30,8 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, open_dict
 
 from src.callbacks.wandb_run_id import WandbRunId
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 STEP = "trainer/global_step"  # Lightning's x-axis for every metric (WandbLogger.experiment)
@@ -107,7 +111,11 @@ def resume_id(ckpt_path: str | None) -> str | None:
     """The W&B run id stored in a checkpoint by WandbRunId (None: no checkpoint, or saved without W&B)."""
     if not ckpt_path or not Path(ckpt_path).is_file():
         return None
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    try:  # tensors and plain containers only: nothing in a checkpoint runs code just to read an id
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:  # a checkpoint holding other objects: Lightning's own load decides about it
+        log.warning("%s: no W&B run id readable; the resumed run starts a new W&B run", ckpt_path)
+        return None
     return WandbRunId.stored_id(checkpoint)
 
 
