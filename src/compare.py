@@ -104,7 +104,7 @@ def labels(runs: list[Run]) -> list[str]:
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"
-    if isinstance(value, float):
+    if isinstance(value, int | float) and not isinstance(value, bool):  # W&B's JSON summary may hold 3537892
         return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
     return str(value)
 

@@ -44,8 +44,8 @@ def test_wandb_comparison_reads_every_row_and_keeps_a_single_step_spike(make_cfg
     # one bad batch (inputs x 1000) at step 24 of 40: a one-step gradient spike, logged as every step is
     cfg = make_cfg(
         "logger=wandb",
-        "model=rnn",
-        "model.hidden_size=8",
+        "model=mlp",
+        "model.depth=3",
         "trainer.max_steps=40",
         "trainer.log_every_n_steps=1",
         "data.corrupt_every=25",

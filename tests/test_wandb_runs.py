@@ -28,7 +28,7 @@ def logged(run: dict, key: str) -> dict[int, float]:
 
 def test_runs_table_summaries_and_the_learning_rate_under_a_scheduler(make_cfg, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = make_cfg(*RNN, "scheduler=cosine", "clip=0.05", "trainer.log_every_n_steps=2")
+    cfg = make_cfg(*RNN, "optimizer=adam", "scheduler=cosine", "clip=0.05", "trainer.log_every_n_steps=2")
     summary = train(cfg)
     run = wandb_run_of(cfg)
     wb = run["summary"]
