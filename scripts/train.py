@@ -8,12 +8,15 @@ python scripts/train.py -m experiment=rnn_clip_lr_search     # an Optuna search 
 The job returns its objective (final val/loss; +inf for a diverged run) for search sweepers.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from src.config import CONF_DIR
 from src.config.preflight import preflight
 from src.launch import distributed_job_scope, single_run_argv_for_ddp_children
+from src.preemption import exit_status
 from src.quiet import quiet_third_party
 from src.sweep import objective
 from src.train import train
@@ -23,7 +26,10 @@ from src.train import train
 def main(cfg: DictConfig) -> float:
     single_run_argv_for_ddp_children()  # DDP ranks of a sweep job re-run this job only
     with distributed_job_scope():
-        return objective(train(cfg))
+        summary = train(cfg)
+    if exit_status(summary):  # SIGTERM: last.ckpt and summary.json written; exit 143 so the scheduler sees it
+        sys.exit(exit_status(summary))
+    return objective(summary)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from src import wandb_run
@@ -30,6 +31,7 @@ from src.console import print_config_tree, print_run_summary
 from src.data.task import Task
 from src.environment import run_environment
 from src.models.module import GradLabModule
+from src.preemption import EXIT_INTERRUPTED, was_interrupted
 
 
 def hydra_choices() -> dict[str, str]:
@@ -48,6 +50,17 @@ def build_network(model_cfg: DictConfig, task: Task) -> torch.nn.Module:
     if sequence_model:
         sizes["output"] = task.output
     return instantiate(model_cfg, **sizes)
+
+
+def build_module(cfg: DictConfig, task: Task) -> GradLabModule:
+    """The run's LightningModule: the network, optimizer/scheduler factories and the clipping rule or penalty."""
+    network = build_network(cfg.model, task)
+    optimizer = instantiate(cfg.optimizer)
+    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+    rule = instantiate(cfg.clipping) if cfg.clipping else None
+    penalty = rule if isinstance(rule, GradNormPenalty) else None
+    clipper = None if penalty is not None else rule
+    return GradLabModule(network, task, optimizer, scheduler, clipper=clipper, grad_penalty=penalty)
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
@@ -82,13 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = instantiate(cfg.data)
     task: Task = datamodule.task
-    network = build_network(cfg.model, task)
-    optimizer = instantiate(cfg.optimizer)
-    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
-    rule = instantiate(cfg.clipping) if cfg.clipping else None
-    penalty = rule if isinstance(rule, GradNormPenalty) else None
-    clipper = None if penalty is not None else rule
-    module = GradLabModule(network, task, optimizer, scheduler, clipper=clipper, grad_penalty=penalty)
+    module = build_module(cfg, task)
     loggers = build_loggers(cfg)
     # a callback set to null on the command line (callbacks.histograms=null) is switched off
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
@@ -109,16 +116,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(config)
 
     start = time.perf_counter()
+    status = None
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-        wall = time.perf_counter() - start
-        metrics = _floats(trainer.callback_metrics)
-        if not trainer.fast_dev_run:  # score the final weights on the fixed held-out sets
-            trainer.validate(module, datamodule=datamodule, verbose=False)
-            metrics.update(_floats(trainer.callback_metrics))
-            if cfg.test:
-                trainer.test(module, datamodule=datamodule, verbose=False)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            wall = time.perf_counter() - start
+            metrics = _floats(trainer.callback_metrics)
+            if not trainer.fast_dev_run and not was_interrupted(trainer):  # score the final weights, held-out sets
+                trainer.validate(module, datamodule=datamodule, verbose=False)
                 metrics.update(_floats(trainer.callback_metrics))
+                if cfg.test:
+                    trainer.test(module, datamodule=datamodule, verbose=False)
+                    metrics.update(_floats(trainer.callback_metrics))
+        except SIGTERMException:  # Lightning stopped at a step boundary; last.ckpt is saved (src/preemption.py)
+            wall, metrics = time.perf_counter() - start, _floats(trainer.callback_metrics)
         summary = run_summary(cfg, trainer, task, run_dir, wall, metrics, module.val_curve)
         summary.update(gradient_summary(callbacks))
         summary["config"] = config
@@ -126,6 +137,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # network order of the grad/layer/* names: the CSV sorts its columns, compare.py plots in this order
         summary["layer_order"] = [layer.name for layer in parameter_layers(module)]
         summary["samples_per_s"] = (summary["steps_per_s"] or 0) * cfg.data.batch_size * trainer.world_size
+        if summary["status"] == "interrupted":
+            summary["resume_from"] = _last_checkpoint(callbacks)
+        status = summary["status"]
         _finish_loggers(loggers, summary, trainer.is_global_zero)
         if trainer.is_global_zero:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +149,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         import wandb
 
-        wandb.finish()
+        wandb.finish(exit_code=EXIT_INTERRUPTED if status == "interrupted" else None)
+
+
+def _last_checkpoint(callbacks: list[Any]) -> str | None:
+    """Where an interrupted run resumes from: the checkpoint callback's last.ckpt, when it wrote one."""
+    for cb in callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.last_model_path and Path(cb.last_model_path).exists():
+            return str(cb.last_model_path)
+    return None
 
 
 def gradient_summary(callbacks: list[Any]) -> dict[str, Any]:
@@ -150,10 +172,13 @@ def gradient_summary(callbacks: list[Any]) -> dict[str, Any]:
 
 
 def run_status(trainer: L.Trainer) -> str:
-    """completed: the step or epoch budget was used up; stopped_early: something set should_stop before that.
+    """completed: the step or epoch budget was used up; stopped_early: something set should_stop before that;
+    interrupted: SIGTERM stopped the training or its final evaluation (src/preemption.py).
 
     (A guard divergence overrides this with "diverged" in gradient_summary.)
     """
+    if was_interrupted(trainer):
+        return "interrupted"
     if trainer.max_steps >= 0 and trainer.global_step >= trainer.max_steps:
         return "completed"
     max_epochs = trainer.max_epochs

@@ -156,6 +156,8 @@ def record_summary(logger: WandbLogger, summary: dict[str, Any]) -> None:
             run.summary[key] = summary[key]
     if summary.get("divergence"):
         run.summary["divergence_reason"] = summary["divergence"]["reason"]
+    if summary.get("status") == "interrupted":  # with train()'s non-zero exit code: preempted, resumable
+        run.mark_preempting()
     summary["wandb_mode"] = run.settings.mode
     summary["wandb_dir"] = str(Path(run.dir).parent)
     summary["wandb_id"] = run.id

@@ -1,4 +1,5 @@
-"""FiniteModelCheckpoint: Lightning's ModelCheckpoint that never writes a model holding NaN/inf weights.
+"""FiniteModelCheckpoint: Lightning's ModelCheckpoint that never writes a model holding NaN/inf weights, never
+leaves a half-written file, and saves ``last`` when the run is told to stop (SIGTERM).
 
 A run that diverged with ``on_nonfinite=warn`` trains on with NaN weights; ``last.ckpt`` would then hold
 them and a resume would start from garbage. Saving is refused (with a warning) while any parameter is
@@ -6,17 +7,29 @@ non-finite, so ``last`` and ``best`` always point to the last finite model. The 
 checkpoint save, not per step. The decision is collective (all ranks must hold finite weights): DDP ranks
 normally hold identical weights, but a NaN that one rank applied before the others see it would otherwise
 send one rank into ``save_checkpoint``'s barrier alone and hang the job.
+
+The files themselves are written by the Trainer's CheckpointIO (``src.checkpoint_io.AtomicCheckpointIO`` in
+gradlab's trainer configs); ``save_last="link"`` is made atomic here, since Lightning's ``_link_checkpoint``
+deletes the old ``last`` before it creates the new link (or copy). On SIGTERM, Lightning finishes the current
+step and raises ``SIGTERMException``; ``last`` is then saved at that step boundary, so a resume continues
+exactly where the run stopped.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 from typing_extensions import override
+
+from src.checkpoint_io import atomic_symlink, atomic_write, remove_partial_files
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +43,24 @@ def weights_are_finite(module: torch.nn.Module) -> bool:
 
 
 class FiniteModelCheckpoint(ModelCheckpoint):
+    """``lightning.pytorch.callbacks.ModelCheckpoint`` (same arguments) that refuses non-finite models, links
+    ``last`` atomically and, when ``save_last`` is set, saves ``last`` on SIGTERM and at the end of training
+    (so ``last`` always holds the final finite weights)."""
+
     @staticmethod
     def _finite(trainer: L.Trainer, filepath: str) -> bool:
         finite = trainer.strategy.reduce_boolean_decision(weights_are_finite(trainer.lightning_module), all=True)
         if not finite:
             log.warning("not saving %s: the model holds non-finite weights", filepath)
         return finite
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # a writer killed mid-save (SIGKILL) leaves its temporary file; only a run resumed in place sees it
+        if trainer.is_global_zero and stage == "fit" and self.dirpath and os.path.isdir(self.dirpath):
+            for path in remove_partial_files(self.dirpath):
+                log.info("removed %s, left by a checkpoint write that was killed", path)
 
     @override
     def _update_best_and_save(self, current: Tensor, trainer: L.Trainer, monitor_candidates: dict[str, Tensor]) -> None:
@@ -47,3 +72,36 @@ class FiniteModelCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:  # last.ckpt and every other save
         if self._finite(trainer, filepath):
             super()._save_checkpoint(trainer, filepath)
+
+    @staticmethod
+    @override
+    def _link_checkpoint(trainer: L.Trainer, filepath: str, linkpath: str) -> None:
+        if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
+            if os.path.isdir(linkpath) and not os.path.islink(linkpath):
+                shutil.rmtree(linkpath)
+            try:
+                atomic_symlink(filepath, linkpath)
+            except OSError:  # no symlinks (e.g. Windows without the privilege): a copy, just as atomic
+                with open(filepath, "rb") as source:
+                    atomic_write(linkpath, lambda f: shutil.copyfileobj(source, f))
+        trainer.strategy.barrier()
+
+    def _save_last_now(self, trainer: L.Trainer) -> None:
+        if not self.save_last or self._should_skip_saving_checkpoint(trainer):
+            return
+        if self._last_global_step_saved == trainer.global_step and Path(self.last_model_path or "").exists():
+            return  # this step's validation already saved it
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    @override
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        if isinstance(exception, SIGTERMException):  # raised at a step boundary (or mid-validation)
+            self._save_last_now(trainer)
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning saves `last` here only if it never saved one; a max_steps between two validations (or SIGTERM
+        # during the last step, which Lightning finishes without raising) would leave last.ckpt behind the model
+        super().on_train_end(trainer, pl_module)
+        self._save_last_now(trainer)

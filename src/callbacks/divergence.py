@@ -73,11 +73,14 @@ class DivergenceGuard(Callback):
     ) -> None:
         for name, action in (("on_nonfinite", on_nonfinite), ("on_spike", on_spike)):
             if action not in ACTIONS:
-                raise ValueError(f"{name}={action!r}: expected one of {ACTIONS}")
-        if spike_factor <= 1 or loss_spike_factor <= 1:
-            raise ValueError(f"spike factors must be > 1, got {spike_factor} and {loss_spike_factor}")
-        if window < 1 or warmup_steps < 1 or max_consecutive_skips < 1 or recorder_steps < 1:
-            raise ValueError("window, warmup_steps, max_consecutive_skips and recorder_steps must be >= 1")
+                raise ValueError(f"{name}={action} is not allowed; expected one of: {', '.join(ACTIONS)}")
+        for name, factor in (("spike_factor", spike_factor), ("loss_spike_factor", loss_spike_factor)):
+            if not factor > 1:
+                raise ValueError(f"{name}={factor} is not allowed; expected a number > 1")
+        counts = {"window": window, "warmup_steps": warmup_steps, "max_consecutive_skips": max_consecutive_skips}
+        for name, count in {**counts, "recorder_steps": recorder_steps}.items():
+            if count < 1:
+                raise ValueError(f"{name}={count} is not allowed; expected an integer >= 1")
         self.on_nonfinite, self.on_spike = on_nonfinite, on_spike
         self.spike_factor, self.loss_spike_factor = spike_factor, loss_spike_factor
         self.window, self.warmup_steps = window, warmup_steps

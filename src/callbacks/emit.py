@@ -21,7 +21,10 @@ def is_logging_step(step: int, every_n_steps: int) -> bool:
 def check_interval(every_n_steps: int | None) -> int | None:
     """A callback's logging interval: None (the Trainer's ``log_every_n_steps``) or a positive step count."""
     if every_n_steps is not None and every_n_steps < 1:
-        raise ValueError(f"every_n_steps must be >= 1 or None (the Trainer's log_every_n_steps), got {every_n_steps}")
+        raise ValueError(
+            f"every_n_steps={every_n_steps} is not allowed; expected an integer >= 1, or null (the Trainer's "
+            "log_every_n_steps)"
+        )
     return every_n_steps
 
 

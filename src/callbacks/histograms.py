@@ -111,7 +111,7 @@ class HistogramMonitor(Callback):
 
     def __init__(self, every_n_steps: int | None = None, bins: int = 64) -> None:
         if bins < 1:
-            raise ValueError(f"bins must be >= 1, got {bins}")
+            raise ValueError(f"bins={bins} is not allowed; expected an integer >= 1")
         self.every_n_steps = check_interval(every_n_steps)
         self.bins = bins
 

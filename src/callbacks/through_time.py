@@ -117,7 +117,7 @@ class ThroughTimeMonitor(Callback):
 
     def __init__(self, every_n_steps: int | None = None, max_points: int = 64, loss_fn: LossFn | None = None) -> None:
         if max_points < 2:
-            raise ValueError(f"max_points must be >= 2 (first and last step), got {max_points}")
+            raise ValueError(f"max_points={max_points} is not allowed; expected an integer >= 2 (first and last step)")
         self.every_n_steps = check_interval(every_n_steps)
         self.max_points = max_points
         self.loss_fn = loss_fn or training_step_loss

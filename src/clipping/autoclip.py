@@ -18,7 +18,7 @@ class AutoClip(ClipRule):
     def __init__(self, percentile: float = 10.0, history: int = 10000) -> None:
         super().__init__()
         if not 0 <= percentile <= 100:
-            raise ValueError(f"percentile={percentile}: expected 0..100")
+            raise ValueError(f"percentile={percentile} is not allowed; expected a number in 0..100")
         self.percentile = percentile
         self.register_buffer("norms", torch.full((history,), float("nan")))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))

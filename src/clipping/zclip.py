@@ -31,7 +31,7 @@ class ZClip(ClipRule):
     ) -> None:
         super().__init__()
         if clip_option not in ("adaptive_scaling", "mean"):
-            raise ValueError(f"clip_option={clip_option!r}: expected adaptive_scaling or mean")
+            raise ValueError(f"clip_option={clip_option} is not allowed; expected adaptive_scaling or mean")
         self.alpha, self.z_thresh, self.warmup_steps, self.eps = alpha, z_thresh, warmup_steps, eps
         self.clip_option, self.max_grad_norm = clip_option, max_grad_norm
         self.register_buffer("warmup", torch.zeros(warmup_steps))

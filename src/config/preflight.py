@@ -3,7 +3,9 @@
 ``@hydra.main`` makes the output directory before the task function runs, so a range error found there would
 leave an empty run behind, and Hydra's own composition errors span several lines. ``preflight`` composes
 the same config(s) with the Compose API first — every job of a ``-m`` sweep, including sweeps an experiment
-declares under ``hydra.sweeper.params`` — validates each, and exits with one line on stderr on bad input.
+declares under ``hydra.sweeper.params`` — validates each (schema, ranges, keys, every object built once),
+builds its Trainer (against this machine's hardware when the job runs here), checks ``ckpt_path`` and that
+the job's run directory holds no earlier run, and exits with one line on stderr on bad input.
 """
 
 from __future__ import annotations
@@ -12,21 +14,26 @@ import difflib
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from src.config import CONF_DIR
+from src.config.objects import check_trainer
+from src.config.resume import check_checkpoint, check_run_dir
 from src.config.search_space import job_overrides
 from src.config.validate import RANGES, ConfigError, validate
 
 EXIT_BAD_INPUT = 2
 _PASS_THROUGH = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc"}
+# launchers that run the jobs in this process or on this machine: the Trainer is checked against its hardware
+_LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher", "LocalLauncher")
 
 
 # OmegaConf's type and enum messages, in the words of the rest of gradlab's errors
@@ -94,19 +101,33 @@ def _explain(err: Exception) -> str:
     return text.replace("full_key: ", "key ").split(" Set the environment variable")[0]
 
 
+def _job_checks(cfg: DictConfig, multirun: bool) -> None:
+    """What needs the machine or the filesystem: the Trainer, ``ckpt_path`` and the run directory."""
+    launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    check_trainer(cfg, runs_here=not multirun or launcher.rsplit(".", 1)[-1] in _LOCAL_LAUNCHERS)
+    check_checkpoint(cfg)
+    if multirun:
+        run_dir, key = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir), "hydra.sweep.dir"
+    else:
+        run_dir, key = Path(cfg.hydra.run.dir), "hydra.run.dir"
+    check_run_dir(run_dir, bool(cfg.overwrite), key)
+
+
 def check(args: Sequence[str], config_name: str = "train") -> None:
     """Raise ConfigError if any job of this command line has bad input."""
     GlobalHydra.instance().clear()
+    multirun = "-m" in args or "--multirun" in args
     try:
-        for overrides in _job_overrides(args, config_name):
+        for num, overrides in enumerate(_job_overrides(args, config_name)):
             with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
                 cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
             with open_dict(cfg):
                 cfg.hydra.runtime.output_dir = "<preflight>"
-                cfg.hydra.job.num = 0
+                cfg.hydra.job.num = num  # a sweep's job directories are numbered in this order
             HydraConfig.instance().set_config(cfg)
             OmegaConf.to_container(cfg, resolve=True)  # every interpolation must resolve
             validate(cfg)
+            _job_checks(cfg, multirun)
     except ConfigError:
         raise
     except (HydraException, OmegaConfBaseException, ValueError) as err:

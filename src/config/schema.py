@@ -116,6 +116,7 @@ class TrainConf:
     tags: list[str] = field(default_factory=list)
     test: bool = True
     ckpt_path: str | None = None
+    overwrite: bool = False
 
 
 def register_schemas() -> None:

@@ -1,9 +1,11 @@
 """Every range and compatibility check on a composed config, in one place.
 
 Types and enums are already checked by the structured schema when Hydra composes the config; what is left
-are ranges (clip > 0, seq_len >= 2, depth >= 1, ...), model/task compatibility, and keys of ``_target_``
-nodes that the target does not accept (a misspelled ``trainer.max_step`` would otherwise only fail after the
-run directory exists). Each failure is one line naming the key and what is allowed.
+are ranges (clip > 0, seq_len >= 2, depth >= 1, ...), model/task compatibility, keys of ``_target_`` nodes
+that the target does not accept (a misspelled ``trainer.max_step`` would otherwise only fail after the run
+directory exists), and the values each object's own constructor refuses (src/config/objects.py). Each
+failure is one line naming the key and what is allowed. What depends on the machine or on files (the
+Trainer's devices, ``ckpt_path``, an existing run directory) is checked in preflight.py.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from lightning.fabric.plugins.precision.precision import (
 )
 from omegaconf import DictConfig, OmegaConf
 
+from src.config.errors import ConfigError
+from src.config.objects import check_objects
 from src.config.schema import TrainConf
 
-
-class ConfigError(ValueError):
-    """Bad input: the message is the one line shown to the user."""
+__all__ = ["RANGES", "ConfigError", "validate"]
 
 
 def _positive(v: Any) -> bool:
@@ -73,6 +75,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.corrupt_every": (_at_least(0), "an integer >= 0 (0 = no corrupted batches)"),
     "optimizer.lr": (_positive, "a number > 0"),
     "optimizer.weight_decay": (_non_negative, "a number >= 0"),
+    # torch's schedulers take these in their constructors and divide by them at the first step
+    "scheduler.step_size": (_at_least(1), "an integer >= 1"),
+    "scheduler.T_max": (_at_least(1), "an integer >= 1 (optimizer steps of the cosine)"),
     "trainer.max_steps": (lambda v: v == -1 or (isinstance(v, int) and v >= 1), "an integer >= 1, or -1"),
     "trainer.log_every_n_steps": (_at_least(1), "an integer >= 1"),
     "trainer.accumulate_grad_batches": (_at_least(1), "an integer >= 1"),
@@ -213,3 +218,4 @@ def validate(cfg: DictConfig) -> None:
     for group in ("trainer", "optimizer", "scheduler", "logger", "callbacks", "clipping"):
         if OmegaConf.select(cfg, group) is not None:
             _check_targets(cfg[group], group)
+    check_objects(cfg)  # the values: each object's own constructor checks them (src/config/objects.py)
