@@ -61,16 +61,21 @@ def _leaves(node: Any, prefix: str) -> dict[str, Any]:
 
 def _config_differences(ckpt: Path, cfg: DictConfig) -> str:
     """`; its run had model.hidden_size=64, this config 32` — the model and task keys that differ."""
+    from hydra.utils import get_class
+
     old = _run_config_of(ckpt)
     if old is None:
         return ""
+    # what sizes a network: the model's keys, the task, and T for a feed-forward net (it sees T x inputs)
+    sequence_model = getattr(get_class(cfg.model._target_), "sequence_model", False)
+    shaping = {"data.task"} if sequence_model else {"data.task", "data.seq_len"}
     diffs = []
     for group in ("model", "data"):
         theirs = _leaves(OmegaConf.to_container(old[group], resolve=False), group) if group in old else {}
         ours = _leaves(resolved(cfg, group), group)
         for key, value in theirs.items():
-            if group == "data" and key not in ("data.task", "data.seq_len"):
-                continue  # only these two change the network's shapes
+            if group == "data" and key not in shaping:
+                continue
             if isinstance(value, str) and "${" in value:
                 continue  # an interpolation of the old run: its value is not known here
             if key in ours and str(ours[key]) != str(value):
