@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,18 +41,13 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(target: _PATH, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``target``, then move it into place atomically."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def _temporary_beside(target: Path) -> Iterator[Path]:
+    """A fresh name in ``target``'s directory; what the block creates there is moved onto ``target`` at the end
+    (removed if the block fails), and the directory is fsynced so the rename survives a power loss."""
     tmp = target.parent / f"{PARTIAL_PREFIX}{secrets.token_hex(6)}.tmp"
-    # O_EXCL: never write into someone else's file; 0o666 & ~umask, the mode an ordinary open() would give
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -61,18 +56,26 @@ def atomic_write(target: _PATH, write: Callable[[IO[bytes]], None]) -> None:
     _fsync_dir(target.parent)
 
 
+def atomic_write(target: _PATH, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``target``, then move it into place atomically."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL: never write into someone else's file; 0o666 & ~umask, the mode an ordinary open() would give.
+    # The file is closed (inner context) before _temporary_beside renames it.
+    with (
+        _temporary_beside(target) as tmp,
+        os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f,
+    ):
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_symlink(source: _PATH, link: _PATH) -> None:
     """Point ``link`` at ``source`` (relative), replacing whatever ``link`` was in one rename."""
     link = Path(link)
-    tmp = link.parent / f"{PARTIAL_PREFIX}{secrets.token_hex(6)}.tmp"
-    os.symlink(os.path.relpath(source, link.parent), tmp)
-    try:
-        os.replace(tmp, link)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(link.parent)
+    with _temporary_beside(link) as tmp:
+        os.symlink(os.path.relpath(source, link.parent), tmp)
 
 
 def remove_partial_files(directory: _PATH) -> list[Path]:

@@ -55,7 +55,11 @@ def test_good_input_passes():
     check(["-m", "model=rnn,lstm", "clip=null,1.0"])
 
 
-@pytest.mark.parametrize("args", [["clip=-1"], ["model=foo"], ["data.seq_len=0"], ["model.depht=3"]])
+# one of each kind of check; tests/test_preflight.py shows that no refusal of preflight writes anything
+@pytest.mark.parametrize(
+    "args",
+    [["clip=-1"], ["model=foo"], ["data.seq_len=0"], ["model.depht=3"], ["callbacks.divergence_guard.on_spike=x"]],
+)
 def test_cli_exits_nonzero_and_writes_nothing(tmp_path, args):
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "train.py"), *args],

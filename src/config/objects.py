@@ -13,6 +13,7 @@ allowed values come from the class, not from a second list kept here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import warnings
@@ -21,7 +22,7 @@ from typing import Any, get_args
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -50,11 +51,12 @@ def _try(build: Callable[[dict[str, Any]], Any], node: dict[str, Any]) -> BaseEx
     return None
 
 
-def build_checked(node: dict[str, Any], path: str, build: Callable[[dict[str, Any]], Any]) -> None:
-    """Run ``build(node)``; on failure raise ConfigError naming the key of ``path`` the class refused."""
-    err = _try(build, node)
-    if err is None:
-        return
+def build_checked(node: dict[str, Any], path: str, build: Callable[[dict[str, Any]], Any]) -> Any:
+    """``build(node)``; on failure raise ConfigError naming the key of ``path`` the class refused."""
+    try:
+        return build(node)
+    except Exception as error:  # any refusal of the class is bad input here
+        err = error
     target = str(node.get("_target_", path)).rsplit(".", 1)[-1]
     reason = _reason(err)
     for key in [k for k in node if not str(k).startswith("_")]:
@@ -66,8 +68,22 @@ def build_checked(node: dict[str, Any], path: str, build: Callable[[dict[str, An
     raise ConfigError(f"{path} ({target}) cannot be built from {given or 'its defaults'}: {reason}") from None
 
 
+def _has_target(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "_target_" in value or any(_has_target(v) for v in value.values())
+    return isinstance(value, list) and any(_has_target(v) for v in value)
+
+
 def _instantiate(node: dict[str, Any], **kwargs: Any) -> Any:
-    return instantiate(OmegaConf.create(node), **kwargs)
+    """What ``hydra.utils.instantiate`` makes of a resolved node (called directly when nothing is nested: the
+    same call without OmegaConf's cost: every check builds every object, and a refusal builds it once per key)."""
+    params = {k: v for k, v in node.items() if not str(k).startswith("_")}
+    if _has_target(params) or set(node) - set(params) - {"_target_", "_partial_"}:
+        return instantiate(OmegaConf.create(node), **kwargs)
+    target = get_object(node["_target_"])
+    if node.get("_partial_"):
+        return functools.partial(target, **params, **kwargs)
+    return target(**params, **kwargs)
 
 
 def resolved(cfg: DictConfig, key: str) -> Any:
@@ -135,8 +151,7 @@ def build_callbacks(cfg: DictConfig) -> list[Any]:
     for name, node in (resolved(cfg, "callbacks") or {}).items():
         if node is None:
             continue
-        build_checked(node, f"callbacks.{name}", _instantiate)
-        callbacks.append(_instantiate(node))
+        callbacks.append(build_checked(node, f"callbacks.{name}", _instantiate))
     return callbacks
 
 
@@ -154,9 +169,8 @@ def check_objects(cfg: DictConfig) -> None:
     _check_optimizer_and_scheduler(cfg)
     if resolved(cfg, "clipping"):
         build_checked(resolved(cfg, "clipping"), "clipping", _instantiate)
-    data = resolved(cfg, "data")
-    build_checked(data, "data", _instantiate)
-    _check_network(cfg, _instantiate(data).task)
+    datamodule = build_checked(resolved(cfg, "data"), "data", _instantiate)
+    _check_network(cfg, datamodule.task)
 
 
 def _check_network(cfg: DictConfig, task: Any) -> None:

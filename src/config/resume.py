@@ -60,7 +60,7 @@ def _leaves(node: Any, prefix: str) -> dict[str, Any]:
 
 
 def _config_differences(ckpt: Path, cfg: DictConfig) -> str:
-    """`; its run had model.hidden_size=64, this config 32` — the model and task keys that differ."""
+    """`; its run had model.hidden_size=64 (here 32)`: the model and task keys that differ from this config."""
     from hydra.utils import get_class
 
     old = _run_config_of(ckpt)
@@ -79,7 +79,7 @@ def _config_differences(ckpt: Path, cfg: DictConfig) -> str:
             if isinstance(value, str) and "${" in value:
                 continue  # an interpolation of the old run: its value is not known here
             if key in ours and str(ours[key]) != str(value):
-                diffs.append(f"{key}={value} there, {ours[key]} here")
+                diffs.append(f"{key}={value} (here {ours[key]})")
     return f"; its run had {', '.join(diffs)}" if diffs else ""
 
 
@@ -117,7 +117,7 @@ def check_checkpoint(cfg: DictConfig) -> None:
     try:
         ckpt = _load(path)
     except Exception as err:
-        reason = " ".join(str(err).split())[:160]
+        reason = " ".join(str(err).split()).split(". ")[0][:160]  # torch's first sentence
         raise ConfigError(f"{shown} cannot be read (truncated, or not a torch file: {reason}); {expected}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
         raise ConfigError(f"{shown} is not a Lightning training checkpoint (no state_dict); {expected}")
