@@ -48,18 +48,28 @@ class SlowCheckpointIO(AtomicCheckpointIO):
 
 
 class WaitForSignal(L.Callback):
-    """After optimizer step ``step``, touch ``marker`` and wait (up to 120 s) until SIGTERM has arrived."""
+    """After optimizer step ``step`` (or, with ``after_backward``, between that step's backward and its
+    optimizer update), touch ``marker`` and wait (up to 120 s) until SIGTERM has arrived; only on global rank
+    ``rank`` when one is given (under DDP the other ranks run on into their next collective and wait there)."""
 
-    def __init__(self, step: int, marker: str) -> None:
-        self.step, self.marker = step, Path(marker)
+    def __init__(self, step: int, marker: str, rank: int | None = None, after_backward: bool = False) -> None:
+        self.step, self.marker, self.rank, self.after_backward = step, Path(marker), rank, after_backward
 
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.global_step != self.step:
+    def _hold(self, trainer: L.Trainer) -> None:
+        if trainer.global_step != self.step or self.rank not in (None, trainer.global_rank):
             return
         self.marker.write_text(str(os.getpid()))
         deadline = time.monotonic() + 120
         while not trainer.received_sigterm and time.monotonic() < deadline:
             time.sleep(0.02)
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.after_backward:
+            self._hold(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if not self.after_backward and trainer.global_step == self.step:
+            self._hold(trainer)
 
 
 class SendSignals(L.Callback):

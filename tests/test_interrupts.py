@@ -210,3 +210,24 @@ def test_last_checkpoint_holds_the_final_step_between_validations(tmp_path):
     summary = train(compose_cfg(tmp_path, [*RUN, "trainer.max_steps=10"], fast=False))
     assert summary["steps"] == 10
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_under_ddp_stops_both_ranks_at_the_same_step(tmp_path):
+    # rank 0 is held between its backward and its optimizer update while rank 1 runs on into the guard's
+    # all-reduce and waits there; SIGTERM then reaches rank 0. Lightning's own handler broadcasts from inside
+    # the signal handler at that moment and the job hangs (callbacks.preemption_sync=null); PreemptionSync
+    # makes both ranks stop after the same step
+    marker = tmp_path / "rank0-after-backward"
+    hold = ["+callbacks.hold._target_=tests.interrupt_helpers.WaitForSignal", "+callbacks.hold.step=6"]
+    hold += ["+callbacks.hold.rank=0", "+callbacks.hold.after_backward=true", f"+callbacks.hold.marker={marker}"]
+    proc = start(tmp_path, "trainer=ddp_sim", *hold)
+    wait_for(marker, proc)
+    time.sleep(1)  # rank 1 reaches its all-reduce
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr[-3000:]
+    (run_dir,) = tmp_path.glob("outputs/*/*")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["steps"] == 7  # step 6 finished on both ranks
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 7

@@ -6,6 +6,7 @@ from src.callbacks.divergence import DivergenceGuard
 from src.callbacks.grad_norm import GradNormMonitor
 from src.callbacks.histograms import HistogramMonitor
 from src.callbacks.precision import GradScalerMonitor
+from src.callbacks.preemption import PreemptionSync
 from src.callbacks.through_time import ThroughTimeMonitor
 from src.callbacks.throughput import ThroughputLogger
 from src.callbacks.wandb_run_id import WandbRunId
@@ -18,6 +19,7 @@ __all__ = [
     "GradNormMonitor",
     "GradScalerMonitor",
     "HistogramMonitor",
+    "PreemptionSync",
     "ThroughTimeMonitor",
     "ThroughputLogger",
     "WandbRunId",
