@@ -125,7 +125,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if not trainer.fast_dev_run and not was_interrupted(trainer):  # score the final weights, held-out sets
                 trainer.validate(module, datamodule=datamodule, verbose=False)
                 metrics.update(_floats(trainer.callback_metrics))
-                if cfg.test:
+                if cfg.test and not was_interrupted(trainer):  # a SIGTERM in validation's last batch
                     trainer.test(module, datamodule=datamodule, verbose=False)
                     metrics.update(_floats(trainer.callback_metrics))
         except SIGTERMException:  # Lightning stopped at a step boundary; last.ckpt is saved (src/preemption.py)

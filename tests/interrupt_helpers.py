@@ -82,3 +82,11 @@ class SendSignals(L.Callback):
         if trainer.global_step == self.step:
             for name in self.signals:
                 os.kill(os.getpid(), getattr(signal, name))
+
+
+class SignalInFinalValidation(L.Callback):
+    """SIGTERM to this process during the first batch of ``trainer.validate`` (the run's final evaluation)."""
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.state.fn == "validate" and not trainer.received_sigterm:
+            os.kill(os.getpid(), signal.SIGTERM)

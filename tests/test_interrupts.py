@@ -205,6 +205,17 @@ def test_slurm_requeue_signal_saves_hpc_checkpoint_and_the_requeued_job_resumes(
     assert all(torch.equal(final[k], v) for k, v in uninterrupted[1].items())
 
 
+def test_sigterm_during_the_final_evaluation_is_interrupted_and_the_resume_evaluates(tmp_path):
+    # a real SIGTERM, sent by the process to itself, handled by the handler Lightning installs in validate()
+    signal_ = ["+callbacks.term._target_=tests.interrupt_helpers.SignalInFinalValidation", "data.eval_batch_size=32"]
+    first = train(compose_cfg(tmp_path / "first", [*RUN, *signal_, "test=true"], fast=False))
+    assert first["status"] == "interrupted" and first["steps"] == 12 and "test/loss" not in first["metrics"]
+    assert first["resume_from"] == str(tmp_path / "first" / "checkpoints" / "last.ckpt")
+    resume = [*RUN, "test=true", f"ckpt_path={first['resume_from']}"]
+    resumed = train(compose_cfg(tmp_path / "resumed", resume, fast=False))
+    assert resumed["status"] == "completed" and resumed["optimizer_steps"] == 0 and "test/loss" in resumed["metrics"]
+
+
 def test_last_checkpoint_holds_the_final_step_between_validations(tmp_path):
     # max_steps 10 with validation every 4 steps: Lightning alone leaves last.ckpt at step 8
     summary = train(compose_cfg(tmp_path, [*RUN, "trainer.max_steps=10"], fast=False))
