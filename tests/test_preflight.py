@@ -33,7 +33,8 @@ OBJECT_ERRORS = [
     (["logger.wandb.mode=online-ish"], "logger.wandb.mode=online-ish is not allowed; expected one of: auto, online"),
     (["+logger.wandb.entitty=me"], "logger.wandb.entitty is not a key of WandbLogger or wandb.init; expected one of:"),
     # optimizer and scheduler, built against a dummy parameter
-    (["+optimizer.betas=[1.5,0.9]"], "optimizer.betas=[1.5, 0.9] is not allowed; Adam says: Invalid beta parameter"),
+    (["optimizer=adam", "+optimizer.betas=[1.5,0.9]"],
+     "optimizer.betas=[1.5, 0.9] is not allowed; Adam says: Invalid beta parameter at index 0: 1.5"),
     (["optimizer=sgd", "optimizer.momentum=-0.9"], "optimizer.momentum=-0.9 is not allowed; SGD says: Invalid"),
     (["optimizer=sgd", "+optimizer.nesterov=true", "optimizer.momentum=0"],
      "optimizer.nesterov=true is not allowed; SGD says: Nesterov momentum requires a momentum and zero dampening"),
@@ -122,7 +123,8 @@ def test_a_compatible_checkpoint_passes(run_dir):
          "had model.cell=rnn (here lstm)"),
         (["data=copy"], "its run had data.task=adding (here copy)"),
         (["clipping=autoclip", "clip=null"], "was saved by a different model or clipping rule (missing clipper."),
-        (["optimizer=sgd"], "was saved with another optimizer (its settings amsgrad, betas"),
+        (["optimizer=adam"], "was saved with another optimizer (its settings dampening, momentum, nesterov; Adam "
+         "has amsgrad, betas"),
     ],
 )  # fmt: skip
 def test_a_checkpoint_of_another_model_is_refused(run_dir, overrides, expected, tmp_path, monkeypatch):
