@@ -23,7 +23,7 @@ from src.checkpoint_io import PARTIAL_PREFIX
 from src.preemption import EXIT_INTERRUPTED
 from src.train import train
 from tests.conftest import REPO, compose_cfg
-from tests.wandb_offline import records
+from tests.wandb_runs import offline_run, records
 
 # 12 steps, validation and checkpoints every 4: a run small enough to start three times in a test
 RUN = [
@@ -133,12 +133,10 @@ def test_sigterm_finishes_the_step_records_interrupted_and_resumes_identically(t
     assert "test/loss" not in summary["metrics"]  # no final evaluation of an unfinished run
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 6  # mid-epoch, this step
     # the W&B run: summary says interrupted, marked preempting, finished with the same exit code
-    (wandb_log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    kinds = {r.WhichOneof("record_type"): r for r in records(wandb_log)}
-    assert "preempting" in kinds and kinds["exit"].exit.exit_code == 143
-    statuses = [i.value_json for r in records(wandb_log) if r.WhichOneof("record_type") == "summary"
-                for i in r.summary.update if i.key == "status"]  # fmt: skip
-    assert statuses and json.loads(statuses[-1]) == "interrupted"
+    (wandb_dir,) = run_dir.glob("wandb/offline-run-*")
+    wandb_run = offline_run(wandb_dir)
+    assert wandb_run["summary"]["status"] == "interrupted" and wandb_run["exit_code"] == 143
+    assert "preempting" in {r["type"] for r in records(wandb_dir)}
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     resume_and_compare(tmp_path, last, uninterrupted)
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before  # the old run untouched
