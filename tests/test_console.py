@@ -20,7 +20,8 @@ def test_a_piped_run_logs_the_whole_config_tree_and_no_third_party_noise(tmp_pat
     assert len(str(run_dir)) > 80
     lines = proc.stdout.splitlines()
     assert any(
-        line.rstrip().endswith(f"name={name}, group=None, tags=[], test=False, ckpt_path=None") for line in lines
+        line.rstrip().endswith(f"name={name}, group=None, tags=[], test=False, ckpt_path=None, overwrite=False")
+        for line in lines
     )
     assert any(line.rstrip().endswith(f"default_root_dir: {run_dir}") for line in lines)  # not cut at 80 columns
     for noise in NOISE:
