@@ -1,6 +1,7 @@
 """Benchmarks, each measured side by side in one run: ``python scripts/bench.py NAME [ARGS]``.
 
-NAME is a module of src/bench/ (e.g. ``telemetry``); its ``main(argv)`` gets ARGS and returns the exit code.
+NAME is a module of src/bench/ (e.g. ``telemetry``; ``_``-prefixed modules are helpers); its ``main(argv)`` gets
+ARGS and returns the exit code.
 """
 
 import importlib
@@ -11,7 +12,7 @@ import src.bench
 
 
 def main() -> int:
-    names = sorted(m.name for m in pkgutil.iter_modules(src.bench.__path__))
+    names = sorted(m.name for m in pkgutil.iter_modules(src.bench.__path__) if not m.name.startswith("_"))
     if len(sys.argv) < 2 or sys.argv[1] not in names:
         print(f"usage: python scripts/bench.py {{{','.join(names)}}} [ARGS]", file=sys.stderr)
         return 2

@@ -32,7 +32,8 @@ QUICK_ARGS = {
 
 
 def bench_names() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(src.bench.__path__) if m.name != "all")
+    modules = pkgutil.iter_modules(src.bench.__path__)
+    return sorted(m.name for m in modules if m.name != "all" and not m.name.startswith("_"))  # _x: helpers
 
 
 def final_table(stdout: str) -> str:

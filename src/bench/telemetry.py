@@ -1,6 +1,7 @@
 """What gradient telemetry costs: training steps/s with and without it, side by side in one run.
 
-    python scripts/bench.py telemetry [--steps 500] [--repeats 5] [--models mlp rnn] [--out bench.json]
+    python scripts/bench.py telemetry [--steps 500] [--repeats 5] [--models mlp rnn rnn_large] [--device cpu|cuda]
+                                      [--out bench.json]
 
 Variants, each on the same model, data, Trainer settings and logger (a W&B run, offline, in a temp dir):
 
@@ -13,14 +14,17 @@ Variants, each on the same model, data, Trainer settings and logger (a W&B run, 
   ``on_before_optimizer_step`` (a Python loop of per-parameter norms, one host sync each);
 - ``watch_1`` / ``watch_50``: ``wandb.watch(model, log="all", log_freq=1 | 50)``.
 
-Models: a 50-layer width-256 tanh MLP and a tanh RNN (hidden 128) over T = 100 steps. Each run times
+Models: a 50-layer width-256 tanh MLP and a tanh RNN (hidden 128) over T = 100 steps (batch 32); on request a
+GPU-sized tanh RNN (``rnn_large``: hidden 512, T = 200, batch 256). Each run times
 ``--steps`` optimizer steps after ``--warmup`` steps; runs are interleaved (every variant once per repeat,
 the order rotated) and the median of the repeats is reported, with its ratio to ``none``, per wall-clock
 second and per CPU second of the process (the steadier measure on a machine shared with other jobs); the
 ratios are medians of the per-repeat ratios, each variant against the ``none`` run of its own repeat.
 Whole runs on a shared machine still scatter by several percent, so every callback of a variant is also
 timed directly: CPU time inside its hooks over the timed steps, as ms per step and as a share of the run
-(work a monitor's forward hooks add inside the forward pass is not in that column, nor wandb.watch's). Trainer:
+(work a monitor's forward hooks add inside the forward pass is not in that column, nor wandb.watch's; on CUDA the
+column is the host's share: kernels run asynchronously). On CUDA each run also reports its peak tensor memory
+over the timed steps. Trainer:
 ``log_every_n_steps=25`` (the project default), so the default 500-step window (steps 10 to 509) holds the
 same share of logging (20), through-time (1) and histogram (1) steps as a long run.
 """
@@ -45,6 +49,15 @@ from lightning.pytorch.utilities import grad_norm
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from src.bench._device import (
+    accelerator,
+    add_device_argument,
+    bench_device,
+    clock,
+    describe,
+    peak_memory_mib,
+    reset_peak_memory,
+)
 from src.config import CONF_DIR
 
 TELEMETRY_CLASSES = ("GradNormMonitor", "WeightMonitor", "ActivationMonitor", "ThroughTimeMonitor", "HistogramMonitor")
@@ -80,15 +93,17 @@ def mlp() -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(256, 1))
 
 
-def rnn() -> nn.Module:
-    return nn.Sequential(nn.RNN(8, 128, batch_first=True), nn.Linear(128, 1))
+def rnn(hidden: int = 128) -> nn.Module:
+    return nn.Sequential(nn.RNN(8, hidden, batch_first=True), nn.Linear(hidden, 1))
 
 
 MODELS: dict[str, tuple[Callable[[], nn.Module], bool, tuple[int, ...]]] = {
     # name: (network, is a sequence model, input shape of one batch)
     "mlp": (mlp, False, (64, 256)),
     "rnn": (rnn, True, (32, 100, 8)),
+    "rnn_large": (lambda: rnn(512), True, (256, 200, 8)),  # enough work per step to keep a GPU busy
 }
+DEFAULT_MODELS = ["mlp", "rnn"]
 
 
 def batches(shape: tuple[int, ...], n: int, device: torch.device) -> list[tuple[Tensor, Tensor]]:
@@ -126,18 +141,20 @@ class StepTimer(L.Callback):
     def __init__(self, warmup: int) -> None:
         self.warmup, self.steps = warmup, 0
         self.start, self.end = (0.0, 0.0), (0.0, 0.0)  # (wall, cpu)
+        self.peak_mib: float | None = None  # peak tensor memory over the timed steps (CUDA only)
 
-    def _now(self, pl_module: L.LightningModule) -> tuple[float, float]:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-        return time.perf_counter(), time.process_time()
+    @staticmethod
+    def _now(pl_module: L.LightningModule) -> tuple[float, float]:
+        return clock(pl_module.device), time.process_time()
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
         if trainer.global_step == self.warmup:
             self.start = self._now(pl_module)
+            reset_peak_memory(pl_module.device)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.end, self.steps = self._now(pl_module), trainer.global_step - self.warmup
+        self.peak_mib = peak_memory_mib(pl_module.device)
 
     @property
     def rates(self) -> tuple[float, float]:
@@ -191,27 +208,27 @@ def default_monitors() -> list[L.Callback]:
     return [instantiate(c) for c in entries.values() if isinstance(c, dict) and c.get("_target_") in TELEMETRY]
 
 
-def run_once(
-    model: str, variant: str, steps: int, warmup: int, run: Any, accelerator: str, save_dir: Path
-) -> tuple[float, float, dict[str, float]]:
-    """(steps per wall second, steps per CPU second, CPU ms per step inside each monitor) of one run."""
+Run = tuple[float, float, dict[str, float], float | None]
+
+
+def run_once(model: str, variant: str, steps: int, warmup: int, run: Any, device: torch.device, save_dir: Path) -> Run:
+    """(steps per wall second, steps per CPU second, CPU ms per step inside each monitor, peak MiB) of one run."""
     make, sequence, shape = MODELS[model]
     torch.manual_seed(0)
     module = Regression(make(), sequence)
-    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     data = batches(shape, 16, device)
-    timer, clock = StepTimer(warmup), HookClock(warmup)
-    callbacks: list[L.Callback] = [clock, timer]
+    timer, hook_clock = StepTimer(warmup), HookClock(warmup)
+    callbacks: list[L.Callback] = [hook_clock, timer]
     if variant == "default":
-        callbacks += [clock.wrap(c) for c in default_monitors()]
+        callbacks += [hook_clock.wrap(c) for c in default_monitors()]
     elif variant == "norm_floor":
-        callbacks.append(clock.wrap(NormFloor()))
+        callbacks.append(hook_clock.wrap(NormFloor()))
     elif variant == "lightning_recipe":
-        callbacks.append(clock.wrap(LightningRecipe()))
+        callbacks.append(hook_clock.wrap(LightningRecipe()))
     elif variant.startswith("watch_"):
         run.watch(module, log="all", log_freq=int(variant.removeprefix("watch_")))
     trainer = L.Trainer(
-        accelerator=accelerator,
+        accelerator=accelerator(device),
         devices=1,
         max_steps=warmup + steps,
         log_every_n_steps=LOG_EVERY_N_STEPS,
@@ -229,19 +246,20 @@ def run_once(
     finally:
         if variant.startswith("watch_"):
             run.unwatch(module)
-    return (*timer.rates, {name: 1e3 * sec / timer.steps for name, sec in clock.seconds.items()})
+    return (*timer.rates, {name: 1e3 * sec / timer.steps for name, sec in hook_clock.seconds.items()}, timer.peak_mib)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench.py telemetry", description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--steps", type=int, default=500, help="timed optimizer steps per run")
     parser.add_argument("--warmup", type=int, default=10, help="untimed optimizer steps first")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved runs per (model, variant)")
-    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    add_device_argument(parser)
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
+    device = bench_device(parser, args.device)
     if "none" not in args.variants:
         parser.error("the 'none' variant is the baseline of every ratio")
 
@@ -251,8 +269,7 @@ def main(argv: list[str]) -> int:
 
     for name in ("lightning.pytorch", "lightning.fabric"):  # one line per run is enough
         logging.getLogger(name).setLevel(logging.WARNING)
-    # results[model][variant][repeat] = (wall rate, CPU rate, CPU ms per step inside each monitor)
-    Run = tuple[float, float, dict[str, float]]
+    # results[model][variant][repeat] = (wall rate, CPU rate, CPU ms per step inside each monitor, peak MiB)
     results: dict[str, dict[str, list[Run]]] = {m: {v: [] for v in args.variants} for m in args.models}
     with tempfile.TemporaryDirectory() as tmp:
         run = wandb.init(mode="offline", dir=tmp, project="gradlab-bench", settings=wandb.Settings(silent=True))
@@ -261,16 +278,18 @@ def main(argv: list[str]) -> int:
                 for model in args.models:
                     k = repeat % len(args.variants)  # rotate the order: no variant always runs first
                     for variant in args.variants[k:] + args.variants[:k]:
-                        timed = run_once(model, variant, args.steps, args.warmup, run, args.accelerator, Path(tmp))
+                        timed = run_once(model, variant, args.steps, args.warmup, run, device, Path(tmp))
                         results[model][variant].append(timed)
                         wall, cpu = timed[:2]
                         print(f"repeat {repeat} {model:4s} {variant:17s} {wall:8.1f} steps/s {cpu:8.1f} steps/cpu-s")
         finally:
             run.finish()
-    device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"\nmedian of {args.repeats} interleaved runs, {args.steps} timed steps each, {device}")
+    device_name = describe(device)
+    cuda = device.type == "cuda"
+    print(f"\nmedian of {args.repeats} interleaved runs, {args.steps} timed steps each, {device_name}")
     print("ratios: median over repeats of (variant / none of the same repeat)")
-    print(f"{'model':6s} {'variant':17s} {'steps/s':>9s} {'vs none':>8s} {'steps/cpu-s':>12s} {'vs none':>8s}")
+    header = f"{'model':9s} {'variant':17s} {'steps/s':>9s} {'vs none':>8s} {'steps/cpu-s':>12s} {'vs none':>8s}"
+    print(header + ("  peak MiB" if cuda else ""))
     summary: dict[str, Any] = {}
     for model, by_variant in results.items():
         base = by_variant["none"]
@@ -278,14 +297,18 @@ def main(argv: list[str]) -> int:
             wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
             ratio = statistics.median(r[0] / b[0] for r, b in zip(runs, base, strict=True))
             cpu_ratio = statistics.median(r[1] / b[1] for r, b in zip(runs, base, strict=True))
+            peaks = [r[3] for r in runs if r[3] is not None]
+            peak = max(peaks) if peaks else None
             summary[f"{model}/{variant}"] = {
                 "steps_per_s": wall,
                 "ratio": ratio,
                 "steps_per_cpu_s": cpu,
                 "cpu_ratio": cpu_ratio,
+                "peak_mib": peak,
                 "runs": [r[:2] for r in runs],
             }
-            print(f"{model:6s} {variant:17s} {wall:9.1f} {ratio:8.3f} {cpu:12.1f} {cpu_ratio:8.3f}")
+            line = f"{model:9s} {variant:17s} {wall:9.1f} {ratio:8.3f} {cpu:12.1f} {cpu_ratio:8.3f}"
+            print(line + (f" {peak:9.1f}" if peak is not None else ""))
     print("\ntimed directly: CPU ms per step inside each callback's hooks, and their share of the run's CPU time")
     for model, by_variant in results.items():
         for variant, runs in by_variant.items():
@@ -298,8 +321,8 @@ def main(argv: list[str]) -> int:
                 share = [m * r[1] / 1e3 for m, r in zip(ms, runs, strict=True)]  # ms/step x steps/CPU-s
                 shares[name] = {"ms_per_step": statistics.median(ms), "share": statistics.median(share)}
                 label, (ms_step, frac) = f"{variant}: {name}", shares[name].values()
-                print(f"{model:6s} {label:35s} {ms_step:7.3f} ms {100 * frac:6.2f}%")
+                print(f"{model:9s} {label:35s} {ms_step:7.3f} ms {100 * frac:6.2f}%")
             summary[f"{model}/{variant}"]["callbacks"] = shares
     if args.out:
-        args.out.write_text(json.dumps({"device": device, "steps": args.steps, "results": summary}, indent=2))
+        args.out.write_text(json.dumps({"device": device_name, "steps": args.steps, "results": summary}, indent=2))
     return 0
