@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
@@ -30,6 +31,16 @@ FAST = [
     "callbacks=minimal",
     "logger=csv",
 ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests (and parameters) marked ``gpu`` skip where no CUDA device is visible: ``make test`` runs none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (make gpu-check)")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
 
 
 def compose_cfg(run_dir: Path, overrides: list[str], fast: bool = True) -> DictConfig:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -25,6 +27,37 @@ CELLS = {
     "gru": lambda **kw: nn.GRU(**kw),
 }
 STEPS, BATCH, HIDDEN = 12, 4, 8
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@contextlib.contextmanager
+def fp32_kernels(device: str) -> Iterator[None]:
+    """cuDNN's RNN kernels may use TF32 (10-bit mantissa) by default on Ampere and later: compared at float32
+    tolerance, they and the cuBLAS matmuls of the unrolled pass run in true fp32 here (the other flags kept)."""
+    if device != "cuda":
+        yield
+        return
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=None, benchmark=None, deterministic=None, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+
+
+def has_cudnn_rnn(output: Tensor) -> bool:
+    """Whether the autograd graph behind ``output`` holds cuDNN's fused RNN (CudnnRnnBackward0)."""
+    seen, todo = set(), [output.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if type(node).__name__.startswith("CudnnRnnBackward"):
+            return True
+        todo += [next_node for next_node, _ in node.next_functions]
+    return False
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +97,7 @@ def fit(module: L.LightningModule, callbacks: list, data: DataLoader | None = No
     logger = MemoryLogger()
     loggers = [*kwargs.pop("loggers", []), logger]
     trainer = L.Trainer(
-        accelerator="cpu",
+        accelerator=kwargs.pop("accelerator", "cpu"),
         max_steps=kwargs.pop("max_steps", 1),
         log_every_n_steps=1,
         logger=loggers,
@@ -96,8 +129,9 @@ def fused_reference(module: SeqRegressor, x: Tensor, y: Tensor) -> list[float]:
     return norms
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
-def test_profile_equals_a_fused_kernel_reference(cell):
+def test_profile_equals_a_fused_kernel_reference(cell, device):
     class Reference(L.Callback):  # same weights, same batch, same train-mode BatchNorm
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             self.batch = batch
@@ -110,7 +144,9 @@ def test_profile_equals_a_fused_kernel_reference(cell):
                     b.copy_(s)
 
     ref = Reference()
-    logged = fit(SeqRegressor(cell), [ref, ThroughTimeMonitor(every_n_steps=1)]).steps[0]
+    accelerator = "gpu" if device == "cuda" else "cpu"
+    with fp32_kernels(device):  # on CUDA the reference runs cuDNN's fused kernels
+        logged = fit(SeqRegressor(cell), [ref, ThroughTimeMonitor(every_n_steps=1)], accelerator=accelerator).steps[0]
     assert profile(logged) == pytest.approx(ref.norms, rel=1e-4)
     assert logged["time_grad/ratio_first_last"] == pytest.approx(ref.norms[0] / ref.norms[-1], rel=1e-4)
     w_hh = dict(SeqRegressor(cell).rnn.named_parameters())["weight_hh_l0"]  # the step-0 weights
@@ -203,22 +239,27 @@ def test_bidirectional_modules_are_skipped_with_a_warning():
     assert "rnn/sigma_max/rnn.weight_hh_l0" in logged and not any(k.startswith("time_grad/") for k in logged)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_unrolled_pass_equals_the_fused_module_forward_and_backward(cell, batch_first):
+def test_unrolled_pass_equals_the_fused_module_forward_and_backward(cell, batch_first, device):
     torch.manual_seed(0)
     rnn = CELLS[cell](input_size=3, hidden_size=5, num_layers=2, batch_first=batch_first, bias=cell != "gru")
-    x = torch.randn(4, 7, 3) if batch_first else torch.randn(7, 4, 3)
-    h0 = torch.randn(2, 4, 5)
-    hx = (h0, torch.randn(2, 4, 5)) if cell == "lstm" else h0
-    fused_out, fused_h = rnn(x, hx)
+    rnn = rnn.to(device)
+    x = (torch.randn(4, 7, 3) if batch_first else torch.randn(7, 4, 3)).to(device)
+    h0 = torch.randn(2, 4, 5, device=device)
+    hx = (h0, torch.randn(2, 4, 5, device=device)) if cell == "lstm" else h0
+    with fp32_kernels(device):
+        fused_out, fused_h = rnn(x, hx)
+    assert has_cudnn_rnn(fused_out) is (device == "cuda")  # on CUDA the reference is cuDNN's fused kernel
     out, h_n, states = unrolled_forward(rnn, x, hx)
     torch.testing.assert_close(out, fused_out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(h_n, fused_h, rtol=1e-5, atol=1e-6)
     assert len(states) == 2 and all(len(layer) == 7 for layer in states)
     torch.testing.assert_close(states[1][-1], out[:, -1] if batch_first else out[-1])
     # the same weights: the gradients of every parameter agree too
-    fused_grads = torch.autograd.grad(fused_out.square().sum(), list(rnn.parameters()))
+    with fp32_kernels(device):
+        fused_grads = torch.autograd.grad(fused_out.square().sum(), list(rnn.parameters()))
     grads = torch.autograd.grad(out.square().sum(), list(rnn.parameters()))
     for a, b in zip(grads, fused_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
