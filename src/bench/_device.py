@@ -22,9 +22,11 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 def bench_device(parser: argparse.ArgumentParser, name: str) -> torch.device:
     """The device ``--device`` names; a CUDA request without a visible GPU is a usage error (exit 2)."""
-    if name == "cuda" and not torch.cuda.is_available():
+    if name != "cuda":
+        return torch.device(name)
+    if not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible (torch.cuda.is_available() is False)")
-    return torch.device(name)
+    return torch.device("cuda", torch.cuda.current_device())  # with its index: equal to tensors' .device
 
 
 def accelerator(device: torch.device) -> str:

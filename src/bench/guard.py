@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
     unit = "wall" if device.type == "cuda" else "CPU"
     print(f"median of {args.repeats} interleaved runs, {args.steps} timed steps each, {describe(device)}")
     print(
-        f"{'model':9s} {'variant':16s} {'steps/s':>9s} {'ratio':>7s} {'+ms/step':>9s}"
+        f"{'model':6s} {'variant':16s} {'steps/s':>9s} {'ratio':>7s} {'+ms/step':>9s}"
         f"  (steps per {unit} second; guard vs none; guard+grad_norm vs grad_norm)"
     )
     summary: dict[str, dict[str, float]] = {}
@@ -137,14 +137,14 @@ def main(argv: list[str]) -> int:
             base = med["grad_norm"] if variant == "guard+grad_norm" else med["none"]
             extra = 1e3 * (1 / med[variant] - 1 / base)  # milliseconds the variant adds to one step
             summary[f"{model}/{variant}"] = {"steps_per_s": med[variant], "ratio": med[variant] / base, "ms": extra}
-            print(f"{model:9s} {variant:16s} {med[variant]:9.1f} {med[variant] / base:7.3f} {extra:9.2f}")
+            print(f"{model:6s} {variant:16s} {med[variant]:9.1f} {med[variant] / base:7.3f} {extra:9.2f}")
     print(f"per-step {unit} ms, timed directly: pre-clip norms (shared with GradNormMonitor) | guard decision")
     for model, by in results.items():
         norms, decision = per_step_costs(model, device)
         step = 1e3 / statistics.median(by["none"])
         summary[f"{model}/direct"] = {"norms_ms": norms, "decision_ms": decision, "step_ms": step}
         print(
-            f"{model:9s} norms {norms:.3f} ms ({100 * norms / step:.1f}% of a step) | decision {decision:.3f} ms "
+            f"{model:6s} norms {norms:.3f} ms ({100 * norms / step:.1f}% of a step) | decision {decision:.3f} ms "
             f"({100 * decision / step:.1f}%)"
         )
     if args.out:

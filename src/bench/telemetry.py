@@ -288,7 +288,7 @@ def main(argv: list[str]) -> int:
     cuda = device.type == "cuda"
     print(f"\nmedian of {args.repeats} interleaved runs, {args.steps} timed steps each, {device_name}")
     print("ratios: median over repeats of (variant / none of the same repeat)")
-    header = f"{'model':9s} {'variant':17s} {'steps/s':>9s} {'vs none':>8s} {'steps/cpu-s':>12s} {'vs none':>8s}"
+    header = f"{'model':6s} {'variant':17s} {'steps/s':>9s} {'vs none':>8s} {'steps/cpu-s':>12s} {'vs none':>8s}"
     print(header + ("  peak MiB" if cuda else ""))
     summary: dict[str, Any] = {}
     for model, by_variant in results.items():
@@ -307,7 +307,7 @@ def main(argv: list[str]) -> int:
                 "peak_mib": peak,
                 "runs": [r[:2] for r in runs],
             }
-            line = f"{model:9s} {variant:17s} {wall:9.1f} {ratio:8.3f} {cpu:12.1f} {cpu_ratio:8.3f}"
+            line = f"{model:6s} {variant:17s} {wall:9.1f} {ratio:8.3f} {cpu:12.1f} {cpu_ratio:8.3f}"
             print(line + (f" {peak:9.1f}" if peak is not None else ""))
     print("\ntimed directly: CPU ms per step inside each callback's hooks, and their share of the run's CPU time")
     for model, by_variant in results.items():
@@ -321,7 +321,7 @@ def main(argv: list[str]) -> int:
                 share = [m * r[1] / 1e3 for m, r in zip(ms, runs, strict=True)]  # ms/step x steps/CPU-s
                 shares[name] = {"ms_per_step": statistics.median(ms), "share": statistics.median(share)}
                 label, (ms_step, frac) = f"{variant}: {name}", shares[name].values()
-                print(f"{model:9s} {label:35s} {ms_step:7.3f} ms {100 * frac:6.2f}%")
+                print(f"{model:6s} {label:35s} {ms_step:7.3f} ms {100 * frac:6.2f}%")
             summary[f"{model}/{variant}"]["callbacks"] = shares
     if args.out:
         args.out.write_text(json.dumps({"device": device_name, "steps": args.steps, "results": summary}, indent=2))
