@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     site = args.work / "site"
     packages = ensure_packages(REPO, site)
     check = Check(args, dry_run, began + args.budget, child_env(REPO, site, threads=2))
+    if dry_run:  # --dry-run on a GPU machine too: the children see no CUDA device, so GPU tests skip
+        check.env["CUDA_VISIBLE_DEVICES"] = ""
     check.record.update(environment=environment(check, packages), dry_run=dry_run, parts=args.only)
     versions = check.record["environment"]["lightning_hydra_wandb"]
     check.row("setup", "lightning, hydra, wandb", "error" if versions.startswith("error") else "ok", packages)
