@@ -292,7 +292,8 @@ def phase2(check: Check, parts: list[str]) -> None:
 
 def table(check: Check) -> str:
     env = check.record.get("environment", {})
-    where = f"{env.get('gpu')} ({env.get('gpu_memory_gib')} GiB)" if env.get("gpu") else "no CUDA GPU: DRY RUN"
+    where = f"{env.get('gpu')} ({env.get('gpu_memory_gib')} GiB)" if env.get("gpu") else "no CUDA GPU"
+    where += ": DRY RUN (GPU parts skipped, the rest tiny on the CPU)" if check.dry_run else ""
     lines = [
         f"gradlab GPU check, {env.get('date')}: {where}; torch {env.get('torch')}, CUDA {env.get('cuda')}, "
         f"cuDNN {env.get('cudnn')}, driver {env.get('driver', '?')}; lightning hydra wandb "
