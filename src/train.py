@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -60,7 +61,25 @@ def build_module(cfg: DictConfig, task: Task) -> GradLabModule:
     rule = instantiate(cfg.clipping) if cfg.clipping else None
     penalty = rule if isinstance(rule, GradNormPenalty) else None
     clipper = None if penalty is not None else rule
-    return GradLabModule(network, task, optimizer, scheduler, clipper=clipper, grad_penalty=penalty)
+    return GradLabModule(
+        network, task, optimizer, scheduler, clipper=clipper, grad_penalty=penalty, z_loss=cfg.loss.z_loss
+    )
+
+
+def cpu_fp16_precision(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """Trainer arguments that keep ``precision=16-mixed`` fp16 on a CPU.
+
+    Lightning swaps 16-mixed for bf16-mixed on CPU with only a warning, which would turn a study of fp16
+    overflow into a bf16 run; instead run fp16 autocast with a CPU GradScaler (Lightning's MixedPrecision
+    plugin with torch.amp.GradScaler("cpu"), default init scale 2^16). Empty elsewhere.
+    """
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    on_cpu = accelerator == "cpu" or (
+        accelerator == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
+    if str(trainer_cfg.get("precision")) != "16-mixed" or not on_cpu:
+        return {}
+    return {"precision": None, "plugins": [MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))]}
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
@@ -102,7 +121,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     callbacks += plumbing_callbacks(cfg, loggers)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=callbacks, **cpu_fp16_precision(cfg.trainer)
+    )
 
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     assert isinstance(config, dict)

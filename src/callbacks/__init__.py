@@ -1,6 +1,7 @@
 """Lightning callbacks for gradient telemetry and divergence handling, reusable in any Lightning project."""
 
 from src.callbacks.activations import ActivationMonitor
+from src.callbacks.attention import AttentionMonitor
 from src.callbacks.checkpoint import FiniteModelCheckpoint
 from src.callbacks.divergence import DivergenceGuard
 from src.callbacks.grad_norm import GradNormMonitor
@@ -14,6 +15,7 @@ from src.callbacks.weights import WeightMonitor
 
 __all__ = [
     "ActivationMonitor",
+    "AttentionMonitor",
     "DivergenceGuard",
     "FiniteModelCheckpoint",
     "GradNormMonitor",

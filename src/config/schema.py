@@ -17,12 +17,14 @@ from omegaconf import MISSING
 from src.models.init import Init
 from src.models.mlp import Activation, Norm
 from src.models.recurrent import Cell
+from src.models.transformer import NormPosition
 
 
 class TaskName(str, Enum):
     adding = "adding"
     copy = "copy"
     temporal_order = "temporal_order"
+    recall = "recall"
     scalar = "scalar"
 
 
@@ -70,6 +72,20 @@ class RecurrentConf:
 
 
 @dataclass
+class TransformerConf:
+    _target_: str = "src.models.transformer.Transformer"
+    depth: int = 2
+    width: int = 64
+    heads: int = 4
+    mlp_ratio: int = 4
+    norm_position: NormPosition = NormPosition.pre
+    causal: bool = True
+    qk_norm: bool = False
+    init: Init = Init.xavier
+    init_std: float = 0.02
+
+
+@dataclass
 class ChainConf:
     _target_: str = "src.models.chain.ScalarChain"
     depth: int = 5
@@ -96,6 +112,13 @@ class DataConf:
 
 
 @dataclass
+class LossConf:
+    """Terms added to the task's training loss (validation and test report the task's loss alone)."""
+
+    z_loss: float = 0.0
+
+
+@dataclass
 class TrainConf:
     model: Any = MISSING
     data: DataConf = MISSING
@@ -105,6 +128,7 @@ class TrainConf:
     logger: Any = field(default_factory=dict)
     callbacks: Any = field(default_factory=dict)
     clipping: Any = None
+    loss: LossConf = field(default_factory=LossConf)
     debug: Any = None
     experiment: Any = None
     paths: Any = field(default_factory=dict)
@@ -124,5 +148,6 @@ def register_schemas() -> None:
     cs.store(name="train_schema", node=TrainConf)
     cs.store(group="schema/model", name="mlp", node=MLPConf)
     cs.store(group="schema/model", name="recurrent", node=RecurrentConf)
+    cs.store(group="schema/model", name="transformer", node=TransformerConf)
     cs.store(group="schema/model", name="chain", node=ChainConf)
     cs.store(group="schema/data", name="synthetic", node=DataConf)

@@ -28,6 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 from src.config.errors import ConfigError
 from src.config.objects import check_objects
 from src.config.schema import TrainConf
+from src.data.datamodule import make_task
+from src.data.recall import N_KEYS
 
 __all__ = ["RANGES", "ConfigError", "validate"]
 
@@ -58,6 +60,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.width": (_at_least(1), "an integer >= 1"),
     "model.hidden_size": (_at_least(1), "an integer >= 1"),
     "model.num_layers": (_at_least(1), "an integer >= 1"),
+    "model.heads": (_at_least(1), "an integer >= 1"),
+    "model.mlp_ratio": (_at_least(1), "an integer >= 1"),
     "model.init_std": (_positive, "a number > 0"),
     "model.init_gain": (
         lambda v: v is None or _positive(v),
@@ -78,6 +82,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     # torch's schedulers take these in their constructors and divide by them at the first step
     "scheduler.step_size": (_at_least(1), "an integer >= 1"),
     "scheduler.T_max": (_at_least(1), "an integer >= 1 (optimizer steps of the cosine)"),
+    "scheduler.start_factor": (lambda v: _positive(v) and v <= 1, "a number in (0, 1]"),
+    "scheduler.total_iters": (_at_least(1), "an integer >= 1"),
+    "loss.z_loss": (_non_negative, "a number >= 0 (0 = off)"),
     "trainer.max_steps": (lambda v: v == -1 or (isinstance(v, int) and v >= 1), "an integer >= 1, or -1"),
     "trainer.log_every_n_steps": (_at_least(1), "an integer >= 1"),
     "trainer.accumulate_grad_batches": (_at_least(1), "an integer >= 1"),
@@ -88,7 +95,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
 }
 
-SEQUENCE_TASKS = ("adding", "copy", "temporal_order")
+SEQUENCE_TASKS = ("adding", "copy", "temporal_order", "recall")
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -112,6 +119,8 @@ def _check_task(cfg: DictConfig) -> None:
     )
     if task in SEQUENCE_TASKS and (not isinstance(seq_len, int) or seq_len < 2):
         _fail("data.seq_len", seq_len, "an integer >= 2")
+    if task == "recall" and seq_len > N_KEYS:
+        _fail("data.seq_len", seq_len, f"an integer from 2 to {N_KEYS} for data=recall (pairs with distinct keys)")
     if cfg.data.batch_size % cfg.data.shards_per_device:
         raise ConfigError(
             f"data.batch_size={cfg.data.batch_size} is not allowed; expected a multiple of "
@@ -122,9 +131,17 @@ def _check_task(cfg: DictConfig) -> None:
     if chain and task != "scalar":
         raise ConfigError(f"data={task} is not allowed with model=chain; expected data=scalar")
     if sequence_model and task not in SEQUENCE_TASKS:
-        raise ConfigError(f"data={task} is not allowed with a recurrent model; expected one of {SEQUENCE_TASKS}")
+        raise ConfigError(f"data={task} is not allowed with a sequence model; expected one of {SEQUENCE_TASKS}")
     if not sequence_model and task == "copy":
-        raise ConfigError("data=copy is not allowed with a feed-forward model; expected model=rnn, lstm or gru")
+        raise ConfigError(
+            "data=copy is not allowed with a feed-forward model; expected model=rnn, lstm, gru or transformer"
+        )
+    heads = OmegaConf.select(cfg, "model.heads")
+    if heads and cfg.model.width % heads:
+        raise ConfigError(f"model.width={cfg.model.width} is not allowed; expected a multiple of model.heads={heads}")
+    z_loss = OmegaConf.select(cfg, "loss.z_loss") or 0.0
+    if z_loss > 0 and not make_task(task, seq_len, cfg.data.get("x", 1.0)).task.is_classification:
+        raise ConfigError(f"loss.z_loss={z_loss} is not allowed with data={task} (regression); expected 0")
 
 
 def _accepted_keys(target: str) -> set[str] | None:

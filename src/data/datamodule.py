@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from src.data.adding import AddingProblem
 from src.data.copy_memory import CopyMemory
+from src.data.recall import AssociativeRecall
 from src.data.scalar import ScalarSignal
 from src.data.task import Task, TaskGenerator
 from src.data.temporal_order import TemporalOrder
@@ -30,7 +31,13 @@ from src.data.temporal_order import TemporalOrder
 # the step counter has a length so progress bars know the epoch size; it is never split across workers
 warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
 
-TASKS = {"adding": AddingProblem, "copy": CopyMemory, "temporal_order": TemporalOrder, "scalar": ScalarSignal}
+TASKS = {
+    "adding": AddingProblem,
+    "copy": CopyMemory,
+    "temporal_order": TemporalOrder,
+    "recall": AssociativeRecall,
+    "scalar": ScalarSignal,
+}
 
 
 def make_task(name: str, seq_len: int, x: float = 1.0) -> TaskGenerator:

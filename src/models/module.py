@@ -1,11 +1,13 @@
 """The one LightningModule: trains any gradlab network on any synthetic task.
 
 Regression tasks use MSE, classification tasks cross-entropy (per step for copy memory), the scalar chain
-uses the output itself as the loss. Every stage shares ``_common_step``. Validation also logs the loss as a
-fraction of the task's trivial baseline (``val/loss_vs_baseline``; src/analysis/criteria.py says what beats and
-solves it). Classification tasks log ``acc`` on the positions that hold the answer (temporal order: the final
-step; copy: the recalled symbols only) and, for per-step tasks, ``exact_match``: the share of sequences with
-every answer position right.
+uses the output itself as the loss. Classification can add PaLM's z-loss to the training loss:
+``z_loss``·mean(log² Z), log Z = logsumexp of the logits (Chowdhery et al. 2022 §5, at 1e-4; Wortsman et al.
+2023 §3.1.2); it keeps log Z near 0, so the output logits cannot drift off together. Every stage shares
+``_common_step``. Validation also logs the loss as a fraction of the task's trivial baseline
+(``val/loss_vs_baseline``; src/analysis/criteria.py says what beats and solves it). Classification tasks log
+``acc`` on the positions that hold the answer (temporal order: the final step; copy: the recalled symbols only)
+and, for per-step tasks, ``exact_match``: the share of sequences with every answer position right.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class GradLabModule(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         clipper: Any = None,
         grad_penalty: Any = None,
+        z_loss: float = 0.0,
     ) -> None:
         super().__init__()
         self.network = network
@@ -42,6 +45,7 @@ class GradLabModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.clipper = clipper  # a src.clipping rule (an nn.Module of buffers: checkpointed with the model)
         self.grad_penalty = grad_penalty  # src.clipping.GradNormPenalty: λ·||∇L||² added to the training loss
+        self.z_loss = z_loss  # z_loss·mean(logsumexp(logits)²) added to the training loss (classification)
         metrics: dict[str, torchmetrics.Metric] = {"loss": torchmetrics.MeanMetric()}
         if task.is_classification:
             metrics["acc"] = torchmetrics.Accuracy(task="multiclass", num_classes=task.output_size)
@@ -65,6 +69,11 @@ class GradLabModule(L.LightningModule):
         x, y = batch
         out = self(x)
         loss = self.loss(out, y)
+        if stage == "train" and self.z_loss > 0 and self.task.is_classification:
+            log_z = out.reshape(-1, out.shape[-1]).logsumexp(-1)  # (B·T,) log-partition of each prediction
+            z_term = self.z_loss * log_z.square().mean()
+            self.log("train/z_loss", z_term, on_step=True, on_epoch=False, batch_size=len(x))
+            loss = loss + z_term
         if stage == "train" and self.grad_penalty is not None:
             penalty = self.grad_penalty(loss, list(self.network.parameters()))
             self.log("train/grad_penalty", penalty, on_step=True, on_epoch=False, batch_size=len(x))
