@@ -1,12 +1,16 @@
-"""A real in-memory Lightning logger and an independent gradient probe, for telemetry tests."""
+"""A real in-memory Lightning logger, an independent gradient probe and a fit helper, for telemetry tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
+
+from src.models import GradLabModule
+from src.train import build_network
 
 
 class MemoryLogger(Logger):
@@ -65,3 +69,14 @@ class GradientProbe(Callback):
         every = torch.cat([p.grad.flatten() for p in pl_module.parameters() if p.grad is not None])
         self.post[self._step] = every.norm().item()
         self._step = None
+
+
+def fit(make_cfg, overrides, callbacks, **trainer_kwargs):
+    """Train the composed config with these callbacks and a MemoryLogger: (logger, trainer, module)."""
+    cfg = make_cfg(*overrides)
+    dm = instantiate(cfg.data)
+    module = GradLabModule(build_network(cfg.model, dm.task), dm.task, instantiate(cfg.optimizer))
+    logger = MemoryLogger()
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **trainer_kwargs)
+    trainer.fit(module, datamodule=dm)
+    return logger, trainer, module

@@ -8,7 +8,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from src.callbacks import (
     GradNormMonitor,
@@ -17,19 +16,9 @@ from src.callbacks import (
     WeightMonitor,
 )
 from src.callbacks.unrolled_rnn import unrolled_forward
-from src.models import GradLabModule, RecurrentNet
-from src.train import build_network, train
-from tests.telemetry_helpers import GradientProbe, MemoryLogger
-
-
-def fit(make_cfg, overrides, callbacks, **trainer_kwargs):
-    cfg = make_cfg(*overrides)
-    dm = instantiate(cfg.data)
-    module = GradLabModule(build_network(cfg.model, dm.task), dm.task, instantiate(cfg.optimizer))
-    logger = MemoryLogger()
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **trainer_kwargs)
-    trainer.fit(module, datamodule=dm)
-    return logger, trainer, module
+from src.models import RecurrentNet
+from src.train import train
+from tests.telemetry_helpers import GradientProbe, fit
 
 
 @pytest.mark.parametrize(
