@@ -19,7 +19,7 @@ from tests.conftest import REPO
         (["model=foo"], "model=foo is not a known option; expected one of: chain, gru, irnn, lstm, mlp"),
         (
             ["data=foo"],
-            "data=foo is not a known option; expected one of: adding, copy, scalar, temporal_order",
+            "data=foo is not a known option; expected one of: adding, copy, recall, scalar, temporal_order",
         ),
         (["clip=-1"], "clip=-1.0 is not allowed; expected a number > 0, or null for no clipping"),
         (["clip=0"], "clip=0.0 is not allowed"),

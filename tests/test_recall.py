@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from src.data import make_task
-from src.data.recall import N_KEYS, N_VALUES, SEPARATOR, query_blind_baseline
+from src.data.recall import N_KEYS, N_VALUES, QUERY, query_blind_baseline
 from src.train import train
 
 
@@ -18,17 +18,18 @@ def sample(n: int, pairs: int, seed: int = 0):
 
 def test_layout_and_answer():
     x, y = sample(3000, 8)
-    tokens = x.argmax(-1)  # (B, 18)
-    assert x.shape == (3000, 18, N_KEYS + N_VALUES + 1) and torch.equal(x.sum(-1), torch.ones(3000, 18))
-    keys, values = tokens[:, 0:16:2], tokens[:, 1:16:2] - N_KEYS
-    assert keys.max() < N_KEYS and values.min() >= 0 and values.max() < N_VALUES
-    assert (tokens[:, 16] == SEPARATOR).all()
+    assert x.shape == (3000, 9, N_KEYS + N_VALUES + 1)
+    assert torch.equal(x[:, :8].sum(-1), torch.full((3000, 8), 2.0))  # a pair: one key and one value
+    assert torch.equal(x[:, 8].sum(-1), torch.full((3000,), 2.0)) and (x[:, 8, QUERY] == 1).all()
+    assert (x[:, :8, QUERY] == 0).all() and (x[:, 8, N_KEYS:QUERY] == 0).all()  # the query shows no value
+    keys, values = x[:, :8, :N_KEYS].argmax(-1), x[:, :8, N_KEYS:QUERY].argmax(-1)  # (B, 8)
+    query = x[:, 8, :N_KEYS].argmax(-1)  # (B,)
     assert all(len(set(row.tolist())) == 8 for row in keys)  # distinct keys: the answer is unambiguous
     for row in range(3000):
-        (where,) = (keys[row] == tokens[row, 17]).nonzero()[0]  # the query is one of the keys ...
+        (where,) = (keys[row] == query[row]).nonzero()[0]  # the query is one of the keys ...
         assert y[row] == values[row, where]  # ... and the answer is its value
     # the query picks each of the 8 pairs about equally often: no position is special
-    picked = (keys == tokens[:, 17:18]).float().argmax(1)
+    picked = (keys == query.unsqueeze(1)).float().argmax(1)
     assert torch.bincount(picked, minlength=8).min() > 3000 / 8 * 0.8
 
 
@@ -40,7 +41,7 @@ def test_query_blind_baseline_exact_and_by_monte_carlo():
     # Monte Carlo: cross-entropy of p(v) = (count of v among the K values) / K
     for pairs in (4, 8):
         x, y = sample(50_000, pairs, seed=1)
-        values = x[:, 1 : 2 * pairs : 2].argmax(-1) - N_KEYS  # (B, K)
+        values = x[:, :pairs, N_KEYS:QUERY].argmax(-1)  # (B, K)
         counts = (values == y.unsqueeze(1)).sum(1).float()  # c >= 1: the answer's own pair counts
         ce = torch.log(pairs / counts).mean().item()
         assert ce == pytest.approx(query_blind_baseline(pairs), abs=0.008)  # 4 standard errors

@@ -60,7 +60,14 @@ from src.bench._device import (
 )
 from src.config import CONF_DIR
 
-TELEMETRY_CLASSES = ("GradNormMonitor", "WeightMonitor", "ActivationMonitor", "ThroughTimeMonitor", "HistogramMonitor")
+TELEMETRY_CLASSES = (
+    "GradNormMonitor",
+    "WeightMonitor",
+    "ActivationMonitor",
+    "AttentionMonitor",
+    "ThroughTimeMonitor",
+    "HistogramMonitor",
+)
 VARIANTS = ("none", "norm_floor", "default", "lightning_recipe", "watch_1", "watch_50")
 LOG_EVERY_N_STEPS = 25
 
