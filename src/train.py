@@ -77,7 +77,7 @@ def cpu_fp16_precision(trainer_cfg: DictConfig) -> dict[str, Any]:
     on_cpu = accelerator == "cpu" or (
         accelerator == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
     )
-    if str(trainer_cfg.get("precision")) != "16-mixed" or not on_cpu:
+    if str(trainer_cfg.get("precision")) not in ("16-mixed", "16") or not on_cpu:  # "16": Lightning's alias
         return {}
     return {"precision": None, "plugins": [MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))]}
 

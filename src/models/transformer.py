@@ -29,6 +29,9 @@ class NormPosition(str, Enum):
     pre = "pre"  # x + f(LN(x)), final LN before the head: GPT-2, Xiong et al.'s Pre-LN
     post = "post"  # LN(x + f(x)): Vaswani et al. 2017, Xiong et al.'s Post-LN
 
+    def __str__(self) -> str:  # "post", not "NormPosition.post", where a config interpolates it into a name
+        return self.value
+
 
 def sinusoidal_positions(seq_len: int, width: int, device: torch.device) -> Tensor:
     """(T, width) with PE[t, 2i] = sin(t / 10000^(2i/width)), PE[t, 2i+1] = cos(...) (Vaswani et al. 2017)."""
@@ -52,7 +55,8 @@ class SelfAttention(nn.Module):
 
     Attributes:
         record_attention: when True, the next forward passes leave their logits in ``attention_logits``.
-        attention_logits: (B, H, T, T) QKᵀ/√d of the last recorded pass, −inf where the causal mask applies.
+        attention_logits: (B, H, T, T) QKᵀ/√d of the last recorded pass (float32), −inf where the causal mask
+            applies.
     """
 
     def __init__(self, width: int, heads: int, causal: bool = True, qk_norm: bool = False) -> None:
@@ -73,9 +77,9 @@ class SelfAttention(nn.Module):
         q, k, v = (z.view(b, t, self.heads, self.head_dim).transpose(1, 2) for z in (q, k, v))  # (B, H, T, d)
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        if self.record_attention:
-            with torch.no_grad():
-                logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, T, T)
+        if self.record_attention:  # in float32 even under autocast: the value, not its fp16 overflow
+            with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+                logits = q.float() @ k.float().transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, T, T)
                 if self.causal:
                     future = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
                     logits = logits.masked_fill(future, float("-inf"))
@@ -85,6 +89,13 @@ class SelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
+    """Linear(width -> hidden), GELU, Linear(hidden -> width).
+
+    Args:
+        width: model width C.
+        hidden: hidden width (mlp_ratio · C).
+    """
+
     def __init__(self, width: int, hidden: int) -> None:
         super().__init__()
         self.fc = nn.Linear(width, hidden)
