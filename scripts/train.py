@@ -13,7 +13,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from src.config import CONF_DIR
+from src.config import CONF_DIR, register
 from src.config.preflight import preflight
 from src.launch import distributed_job_scope, single_run_argv_for_ddp_children
 from src.preemption import exit_status
@@ -24,6 +24,7 @@ from src.train import train
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    register()  # also in a launcher's job process, which resolves the config again
     single_run_argv_for_ddp_children()  # DDP ranks of a sweep job re-run this job only
     with distributed_job_scope():
         summary = train(cfg)
@@ -33,6 +34,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    register()  # schemas and resolvers, before Hydra composes anything
     quiet_third_party()  # Lightning's tips and third-party deprecations, not the user's business
     preflight()  # bad input: one line on stderr, exit 2, nothing written
     main()

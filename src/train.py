@@ -24,13 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import wandb_run
 from src.analysis import criteria
-from src.callbacks import DivergenceGuard, GradNormMonitor, WandbRunId
-from src.callbacks.grad_stats import parameter_layers
-from src.clipping import GradNormPenalty
+from src.callbacks import WandbRunId, collect_run_totals
 from src.config.validate import validate
 from src.console import print_config_tree, print_run_summary
 from src.data.task import Task
 from src.environment import run_environment
+from src.grad_norms import layers
 from src.models.module import GradLabModule
 from src.preemption import EXIT_INTERRUPTED, was_interrupted
 
@@ -54,17 +53,15 @@ def build_network(model_cfg: DictConfig, task: Task) -> torch.nn.Module:
 
 
 def build_module(cfg: DictConfig, task: Task) -> GradLabModule:
-    """The run's LightningModule: the network, optimizer/scheduler factories and the clipping rule or penalty."""
+    """The run's LightningModule: the network, optimizer/scheduler factories, the clipping rule and the loss."""
     network = build_network(cfg.model, task)
     optimizer = instantiate(cfg.optimizer)
     scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
-    rule = instantiate(cfg.clipping) if cfg.clipping else None
-    penalty = rule if isinstance(rule, GradNormPenalty) else None
-    clipper = None if penalty is not None else rule
+    clipper = instantiate(cfg.clipping) if cfg.clipping else None
+    loss = cfg.loss
     return GradLabModule(
-        network, task, optimizer, scheduler, clipper=clipper, grad_penalty=penalty, z_loss=cfg.loss.z_loss
+        network, task, optimizer, scheduler, clipper=clipper, grad_penalty=loss.grad_penalty, z_loss=loss.z_loss
     )
-
 
 def cpu_fp16_precision(trainer_cfg: DictConfig) -> dict[str, Any]:
     """Trainer arguments that keep ``precision=16-mixed`` fp16 on a CPU.
@@ -152,11 +149,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         except SIGTERMException:  # Lightning stopped at a step boundary; last.ckpt is saved (src/preemption.py)
             wall, metrics = time.perf_counter() - start, _floats(trainer.callback_metrics)
         summary = run_summary(cfg, trainer, task, run_dir, wall, metrics, module.val_curve)
-        summary.update(gradient_summary(callbacks))
+        summary.update(collect_run_totals(callbacks))  # a guard's divergence overrides the status
         summary["config"] = config
         summary["hardware"] = config["hardware"]
         # network order of the grad/layer/* names: the CSV sorts its columns, compare.py plots in this order
-        summary["layer_order"] = [layer.name for layer in parameter_layers(module)]
+        summary["layer_order"] = [layer.name for layer in layers(module)]
         summary["samples_per_s"] = (summary["steps_per_s"] or 0) * cfg.data.batch_size * trainer.world_size
         if summary["status"] == "interrupted":
             summary["resume_from"] = _last_checkpoint(callbacks)
@@ -181,22 +178,11 @@ def _last_checkpoint(callbacks: list[Any]) -> str | None:
     return None
 
 
-def gradient_summary(callbacks: list[Any]) -> dict[str, Any]:
-    """Run status and gradient totals from the guard and the norm monitor, when they are attached."""
-    out: dict[str, Any] = {}
-    for cb in callbacks:
-        if isinstance(cb, GradNormMonitor):
-            out.update(cb.run_totals())
-        if isinstance(cb, DivergenceGuard):
-            out.update(cb.run_totals())
-    return out
-
-
 def run_status(trainer: L.Trainer) -> str:
     """completed: the step or epoch budget was used up; stopped_early: something set should_stop before that;
     interrupted: SIGTERM stopped the training or its final evaluation (src/preemption.py).
 
-    (A guard divergence overrides this with "diverged" in gradient_summary.)
+    (A guard divergence overrides this with "diverged" through its run_totals.)
     """
     if was_interrupted(trainer):
         return "interrupted"

@@ -29,7 +29,7 @@ import torch
 from src.bench._device import accelerator, add_device_argument, bench_device, clock, describe
 from src.bench.telemetry import DEFAULT_MODELS, MODELS, Regression, StepTimer, batches
 from src.callbacks import DivergenceGuard, GradNormMonitor
-from src.callbacks.grad_stats import layer_grad_norms
+from src.grad_norms import grad_norms
 
 VARIANTS = {
     "none": list,
@@ -97,7 +97,7 @@ def per_step_costs(model: str, device: torch.device, calls: int = 500) -> tuple[
     decision = (now() - start) / calls
     start = now()
     for _ in range(calls):
-        layer_grad_norms(module)
+        grad_norms(module)
     norms = (now() - start) / calls
     return 1e3 * norms, 1e3 * decision
 

@@ -58,7 +58,8 @@ from src.bench._device import (
     peak_memory_mib,
     reset_peak_memory,
 )
-from src.config import CONF_DIR
+from src.config.compose import compose_run
+from src.grad_norms import fused_norms
 
 TELEMETRY_CLASSES = (
     "GradNormMonitor",
@@ -135,7 +136,7 @@ class NormFloor(L.Callback):
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        self.norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float32)))
+        self.norm = torch.linalg.vector_norm(fused_norms(grads))
 
 
 class StepTimer(L.Callback):
@@ -210,7 +211,8 @@ TELEMETRY = {f"src.callbacks.{name}" for name in TELEMETRY_CLASSES}
 def default_monitors() -> list[L.Callback]:
     """The telemetry entries of conf/callbacks/default.yaml, as a run would build them (checkpointing,
     progress bar and divergence guard are not telemetry: they stay out of every variant)."""
-    entries = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "callbacks" / "default.yaml"), resolve=False)
+    with tempfile.TemporaryDirectory() as tmp:  # conf/callbacks/default.yaml composes one file per callback
+        entries = OmegaConf.to_container(compose_run(["callbacks=default"], Path(tmp)).callbacks, resolve=False)
     assert isinstance(entries, dict)
     return [instantiate(c) for c in entries.values() if isinstance(c, dict) and c.get("_target_") in TELEMETRY]
 

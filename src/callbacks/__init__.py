@@ -1,4 +1,8 @@
-"""Lightning callbacks for gradient telemetry and divergence handling, reusable in any Lightning project."""
+"""Lightning callbacks for gradient telemetry and divergence handling, reusable in any Lightning project.
+
+The monitors share one logging schedule (schedule.py) and one computation of the step's gradient norms
+(src/grad_norms.py); callbacks hand totals to the run summary through ``RunTotals`` (run_totals.py).
+"""
 
 from src.callbacks.activations import ActivationMonitor
 from src.callbacks.attention import AttentionMonitor
@@ -8,6 +12,8 @@ from src.callbacks.grad_norm import GradNormMonitor
 from src.callbacks.histograms import HistogramMonitor
 from src.callbacks.precision import GradScalerMonitor
 from src.callbacks.preemption import PreemptionSync
+from src.callbacks.run_totals import RunTotals, collect_run_totals
+from src.callbacks.schedule import Monitor
 from src.callbacks.through_time import ThroughTimeMonitor
 from src.callbacks.throughput import ThroughputLogger
 from src.callbacks.wandb_run_id import WandbRunId
@@ -22,8 +28,11 @@ __all__ = [
     "GradScalerMonitor",
     "HistogramMonitor",
     "PreemptionSync",
+    "Monitor",
+    "RunTotals",
     "ThroughTimeMonitor",
     "ThroughputLogger",
     "WandbRunId",
     "WeightMonitor",
+    "collect_run_totals",
 ]

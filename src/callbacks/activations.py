@@ -16,23 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from src.callbacks.emit import check_interval, emit, is_logging_step
-from src.callbacks.grad_stats import squared_norm
-
-
-def parameter_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Modules that own trainable parameters, in network order (the layers of ``grad/layer/...``)."""
-    return [
-        (name or "root", m)
-        for name, m in module.named_modules()
-        if any(p.requires_grad for p in m.parameters(recurse=False))
-    ]
+from src.callbacks.schedule import Monitor, loss_scale
+from src.grad_norms import layers, squared_norm
 
 
 class _Moments:
@@ -65,12 +55,19 @@ class _Moments:
         self.delta_sq = sq if self.delta_sq is None else self.delta_sq + sq
 
 
-class ActivationMonitor(Callback):
-    """At every ``every_n_steps``-th optimizer step (None: the Trainer's ``log_every_n_steps``) logs, for
-    every module that owns parameters (its first output if it returns a tuple, e.g. an RNN's sequence):
+class ActivationMonitor(Monitor):
+    """On the logging steps of ``src.callbacks.schedule`` (step 0 included) logs, for every layer
+    (src/grad_norms.py: a module that owns parameters, the names of ``grad/layer/...``; its first output if
+    it returns a tuple, e.g. an RNN's sequence):
 
     - ``act/mean/<name>`` and ``act/std/<name>``: over all values of the output (std unbiased, as torch.std);
     - ``delta/layer/<name>``: ||∂L/∂output||, the backward signal reaching that layer.
+
+    Args:
+        every_n_steps: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
+
+    Raises:
+        ValueError: ``every_n_steps`` < 1.
 
     Under gradient accumulation the statistics cover every micro-batch of the step: δ's are those of the loss
     Lightning back-propagates (divided by the number of micro-batches), so their combined norm equals the δ
@@ -79,13 +76,13 @@ class ActivationMonitor(Callback):
     """
 
     def __init__(self, every_n_steps: int | None = None) -> None:
-        self.every_n_steps = check_interval(every_n_steps)
+        super().__init__(every_n_steps)
         self._handles: list[RemovableHandle] = []
         self._moments: dict[str, _Moments] = {}
         self._recording = False
         self._stepped = False
         self._step = -1
-        self._scale: float | None = None
+        self._scale: Tensor | None = None
 
     def _forward_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -109,12 +106,14 @@ class ActivationMonitor(Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        step = trainer.global_step  # the optimizer step this micro-batch contributes to
-        if not trainer.is_global_zero or not is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
+        step = self.upcoming_step(trainer)
+        if not trainer.is_global_zero or not self.logs_at(trainer, step):
             return
         if not self._handles:
             self._step, self._moments = step, {}
-            self._handles = [m.register_forward_hook(self._forward_hook(n)) for n, m in parameter_modules(pl_module)]
+            self._handles = [
+                layer.module.register_forward_hook(self._forward_hook(layer.name)) for layer in layers(pl_module)
+            ]
         self._recording = True
 
     @override
@@ -126,9 +125,8 @@ class ActivationMonitor(Callback):
         if not self._handles:
             return
         self._stepped = True
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
-        if scaler is not None:  # the scale this step's backward used (the scaler updates it after the step)
-            self._scale = scaler.get_scale() if scaler.is_enabled() else None
+        scale = loss_scale(trainer)  # the scale this step's backward used (the scaler updates it after the step)
+        self._scale = None if scale is None else scale.detach().clone()
 
     @override
     def on_train_batch_end(
@@ -149,7 +147,7 @@ class ActivationMonitor(Callback):
                 delta = m.delta_sq.sqrt()
                 metrics[f"delta/layer/{name}"] = delta / scale if scale is not None else delta
         self._moments = {}
-        emit(trainer, metrics, self._step)
+        self.emit(trainer, metrics, self._step)
 
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

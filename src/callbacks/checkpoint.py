@@ -23,33 +23,30 @@ import shutil
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 from typing_extensions import override
 
 from src.checkpoint_io import atomic_symlink, atomic_write, remove_partial_files
+from src.grad_norms import all_finite
 
 log = logging.getLogger(__name__)
 
 
-def weights_are_finite(module: torch.nn.Module) -> bool:
-    params = [p.detach() for p in module.parameters()]
-    if not params:
-        return True
-    norms = torch.stack(torch._foreach_norm(params, 2.0, dtype=torch.float32))
-    return bool(torch.isfinite(norms).all())
-
-
 class FiniteModelCheckpoint(ModelCheckpoint):
-    """``lightning.pytorch.callbacks.ModelCheckpoint`` (same arguments) that refuses non-finite models, links
-    ``last`` atomically and, when ``save_last`` is set, saves ``last`` on SIGTERM and at the end of training
-    (so ``last`` always holds the final finite weights)."""
+    """``lightning.pytorch.callbacks.ModelCheckpoint`` that refuses non-finite models, links ``last``
+    atomically and, when ``save_last`` is set, saves ``last`` on SIGTERM and at the end of training (so ``last``
+    always holds the final finite weights).
+
+    Args: those of ``ModelCheckpoint`` (gradlab's config: ``dirpath``, ``filename``, ``monitor``, ``mode``,
+    ``save_top_k``, ``save_last``), unchanged.
+    """
 
     @staticmethod
     def _finite(trainer: L.Trainer, filepath: str) -> bool:
-        finite = trainer.strategy.reduce_boolean_decision(weights_are_finite(trainer.lightning_module), all=True)
+        weights = list(trainer.lightning_module.parameters())
+        finite = trainer.strategy.reduce_boolean_decision(all_finite(weights), all=True)
         if not finite:
             log.warning("not saving %s: the model holds non-finite weights", filepath)
         return finite

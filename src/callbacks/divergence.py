@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import lightning as L
 import torch
@@ -51,14 +51,52 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from src.callbacks.flight_recorder import FlightRecorder
-from src.callbacks.grad_stats import pre_clip_grad_stats
+from src.callbacks.schedule import grad_scaler, loss_scale
+from src.grad_norms import GradStats, step_grad_norms
 
 log = logging.getLogger(__name__)
 Action = Literal["warn", "skip", "stop"]
 ACTIONS = ("warn", "skip", "stop")
 
 
+class Flags(NamedTuple):
+    """This rank's checks of one optimizer step, on the host."""
+
+    nonfinite_grad: bool
+    nonfinite_loss: bool
+    grad_spike: bool
+    loss_spike: bool
+
+
+class Event(NamedTuple):
+    """What the guard decided about one optimizer step (the same on every rank)."""
+
+    kind: str  # nonfinite | spike
+    reason: str  # nonfinite_loss, nonfinite_grad, amp_overflow (...), grad_spike, loss_spike, ..._other_rank
+    action: Action
+
+
 class DivergenceGuard(Callback):
+    """Checks every optimizer step for non-finite values and spikes and warns, skips the step or stops the run.
+
+    Args:
+        on_nonfinite: action on a NaN/inf loss or total gradient norm: ``warn`` | ``skip`` | ``stop`` (stop =
+            skip this step and every later one, end the run as ``diverged``).
+        on_spike: action on a spike: ``warn`` | ``skip`` | ``stop``.
+        spike_factor: a gradient spike is a total norm above this × the median of the recent window (> 1).
+        loss_spike_factor: a loss spike is a loss above this × the median of the recent losses (> 1).
+        window: recent finite steps the medians are taken over.
+        warmup_steps: no spike decisions before this many finite steps.
+        max_consecutive_skips: this many skipped steps (or 16-mixed overflows) in a row end the run as diverged.
+        recorder_steps: flight recorder length (the history in ``divergence.json``).
+        dirpath: where ``divergence.json`` goes; None for the trainer's ``default_root_dir``.
+
+    Raises:
+        ValueError: an unknown action, a factor <= 1 or a count < 1.
+
+    ``run_totals()`` hands the guard's record (events, skips, the divergence) to the run summary.
+    """
+
     def __init__(
         self,
         on_nonfinite: Action = "stop",
@@ -102,18 +140,41 @@ class DivergenceGuard(Callback):
     def diverged(self) -> bool:
         return self.divergence is not None
 
-    @staticmethod
-    def _scaler(trainer: L.Trainer) -> Any:
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
-        return scaler if scaler is not None and scaler.is_enabled() else None
-
     @override
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
         value = loss.detach().float()
-        scaler = self._scaler(trainer)
-        if scaler is not None and getattr(scaler, "_scale", None) is not None:
-            value = value / scaler._scale.to(value.device)  # the device tensor: get_scale() would sync
+        scale = loss_scale(trainer)
+        if scale is not None:
+            value = value / scale.to(value.device)
         self._loss = value if self._loss is None else self._loss + value
+
+    @override
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
+        if self._stopped:  # a stop is final even while Lightning waits for min_steps/min_epochs
+            self._loss = None
+            self._skip(optimizer)
+            trainer.should_stop = True
+            return
+        stats = step_grad_norms(trainer, pl_module)
+        loss = self._step_loss(stats.total_norm)
+        self.recorder.record(stats.step, loss, stats)
+        flags = self._check(stats.total_norm, loss)
+        overflow = self._count_overflow(trainer, flags)
+        event = self._decide(trainer, flags, overflow)
+        if event is None:
+            if not overflow:
+                self._remember(stats.total_norm, loss)
+            return
+        self._log_event(stats.step, event, self._spike_ratio(event, stats.total_norm, loss))
+        self._act(trainer, optimizer, stats, event)
+
+    def _step_loss(self, total: Tensor) -> Tensor:
+        """The step's loss, summed over its micro-batches (NaN if no backward was seen), and start afresh."""
+        loss = self._loss if self._loss is not None else torch.full_like(total, float("nan"))
+        self._loss = None
+        if self._norms is None or self._losses is None or self._norms.device != total.device:
+            self._init_windows(total.device)
+        return loss
 
     def _is_spike(self, value: Tensor, history: Tensor, factor: float) -> Tensor:
         if self._seen < self.warmup_steps:
@@ -123,27 +184,8 @@ class DivergenceGuard(Callback):
         # all-zero gradient history would otherwise make every step a spike
         return (value > factor * reference) & (reference > 0)
 
-    @staticmethod
-    def _skip(optimizer: Optimizer) -> None:
-        # torch optimizers (SGD, Adam(W), RMSprop, Adagrad, ...) collect only parameters whose .grad is not None
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                p.grad = None
-
-    @override
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
-        if self._stopped:  # a stop is final even while Lightning waits for min_steps/min_epochs
-            self._loss = None
-            self._skip(optimizer)
-            self.skipped_steps += 1
-            trainer.should_stop = True
-            return
-        stats = pre_clip_grad_stats(trainer, pl_module, optimizer)
-        total = stats.total_norm
-        loss = self._loss if self._loss is not None else torch.full_like(total, float("nan"))
-        self._loss = None
-        if self._norms is None or self._losses is None or self._norms.device != total.device:
-            self._init_windows(total.device)
+    def _check(self, total: Tensor, loss: Tensor) -> Flags:
+        """The four checks on device, then the one host transfer per step: a skip/stop decision needs a bool."""
         assert self._norms is not None and self._losses is not None
         flags = torch.stack(
             [
@@ -153,56 +195,72 @@ class DivergenceGuard(Callback):
                 self._is_spike(loss, self._losses, self.loss_spike_factor),
             ]
         )
-        self.recorder.record(stats.step, loss, stats)
-        # the one host transfer per step: a skip/stop decision needs a Python bool
-        nonfinite_grad, nonfinite_loss, grad_spike, loss_spike = (bool(f) for f in flags.tolist())
-        overflow = nonfinite_grad and not nonfinite_loss and self._scaler(trainer) is not None
+        return Flags(*(bool(f) for f in flags.tolist()))
+
+    def _count_overflow(self, trainer: L.Trainer, flags: Flags) -> bool:
+        """A GradScaler overflow (non-finite gradient, finite loss, 16-mixed): the scaler skips it itself."""
+        overflow = flags.nonfinite_grad and not flags.nonfinite_loss and grad_scaler(trainer) is not None
         self._consecutive_overflows = self._consecutive_overflows + 1 if overflow else 0
+        return overflow
+
+    def _decide(self, trainer: L.Trainer, flags: Flags, overflow: bool) -> Event | None:
+        """The collective decision: an all-reduce on every step and rank; a second one only on an event."""
         overflowing = self._consecutive_overflows >= self.max_consecutive_skips
-        local_nonfinite = nonfinite_loss or (nonfinite_grad and not overflow) or overflowing
-        local_spike = loss_spike or (grad_spike and not nonfinite_grad)
-        # collective on every step and every rank; the second call only when the first said "event" (on all)
+        local_nonfinite = flags.nonfinite_loss or (flags.nonfinite_grad and not overflow) or overflowing
+        local_spike = flags.loss_spike or (flags.grad_spike and not flags.nonfinite_grad)
         if not trainer.strategy.reduce_boolean_decision(local_nonfinite or local_spike, all=False):
-            if not overflow:
-                slot = self._seen % self.window
-                self._norms[slot], self._losses[slot] = total, loss
-                self._seen += 1
-                self._consecutive_skips = 0
-            return
-        nonfinite = trainer.strategy.reduce_boolean_decision(local_nonfinite, all=False)
-        if nonfinite:
-            reason = (
-                "nonfinite_loss"  # the forward pass overflowed: every gradient is non-finite as a consequence
-                if nonfinite_loss
-                else "nonfinite_grad"
-                if nonfinite_grad and not overflow
-                else f"amp_overflow ({self._consecutive_overflows} consecutive)"
-                if overflowing
-                else "nonfinite_other_rank"
-            )
-        else:
-            reason = "grad_spike" if grad_spike else "loss_spike" if loss_spike else "spike_other_rank"
-        action = self.on_nonfinite if nonfinite else self.on_spike
-        if overflowing:
-            action = "stop"  # the scaler has been skipping on its own for max_consecutive_skips steps
-        ratio = None  # how far above its recent median the spiking value was (host work on events only)
-        if not nonfinite and (grad_spike or loss_spike):
-            value, history = (total, self._norms) if reason == "grad_spike" else (loss, self._losses)
-            ratio = float(value / torch.nanmedian(history))
-        self._log_event(stats.step, "nonfinite" if nonfinite else "spike", reason, action, ratio)
-        if action == "warn":
-            if nonfinite and self.divergence is None:  # training goes on, but the run has diverged
-                self._record_divergence(trainer, stats.step, reason)
+            return None
+        if trainer.strategy.reduce_boolean_decision(local_nonfinite, all=False):
+            if flags.nonfinite_loss:  # the forward pass overflowed: every gradient is non-finite as a consequence
+                reason = "nonfinite_loss"
+            elif flags.nonfinite_grad and not overflow:
+                reason = "nonfinite_grad"
+            elif overflowing:
+                reason = f"amp_overflow ({self._consecutive_overflows} consecutive)"
+            else:
+                reason = "nonfinite_other_rank"
+            # overflowing: the scaler has been skipping on its own for max_consecutive_skips steps
+            return Event("nonfinite", reason, "stop" if overflowing else self.on_nonfinite)
+        reason = "grad_spike" if flags.grad_spike else "loss_spike" if flags.loss_spike else "spike_other_rank"
+        return Event("spike", reason, self.on_spike)
+
+    def _spike_ratio(self, event: Event, total: Tensor, loss: Tensor) -> float | None:
+        """How far above its recent median the spiking value was (host work on events only)."""
+        if event.reason not in ("grad_spike", "loss_spike"):
+            return None
+        value, history = (total, self._norms) if event.reason == "grad_spike" else (loss, self._losses)
+        return float(value / torch.nanmedian(history))
+
+    def _remember(self, total: Tensor, loss: Tensor) -> None:
+        """A step without an event goes into the spike windows."""
+        assert self._norms is not None and self._losses is not None
+        slot = self._seen % self.window
+        self._norms[slot], self._losses[slot] = total, loss
+        self._seen += 1
+        self._consecutive_skips = 0
+
+    def _act(self, trainer: L.Trainer, optimizer: Optimizer, stats: GradStats, event: Event) -> None:
+        if event.action == "warn":
+            if event.kind == "nonfinite" and self.divergence is None:  # training goes on, but the run has diverged
+                self._record_divergence(trainer, stats.step, event.reason)
             return
         self._skip(optimizer)
-        self.skipped_steps += 1
         self._consecutive_skips += 1
-        too_many = self._consecutive_skips >= self.max_consecutive_skips
-        if action == "stop" or too_many:
-            reason = reason if action == "stop" else f"{reason} ({self._consecutive_skips} consecutive skips)"
+        if event.action == "stop" or self._consecutive_skips >= self.max_consecutive_skips:
+            reason = event.reason
+            if event.action != "stop":
+                reason = f"{reason} ({self._consecutive_skips} consecutive skips)"
             self._record_divergence(trainer, stats.step, reason)
             self._stopped = True
             trainer.should_stop = True  # the same decision on every rank: it came from a collective
+
+    def _skip(self, optimizer: Optimizer) -> None:
+        """This step changes nothing: torch optimizers (SGD, Adam(W), RMSprop, Adagrad, ...) collect only the
+        parameters whose .grad is not None (src/clipping/apply.py then has nothing to clip)."""
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = None
+        self.skipped_steps += 1
 
     def _init_windows(self, device: torch.device) -> None:
         for name in ("_norms", "_losses"):
@@ -213,12 +271,14 @@ class DivergenceGuard(Callback):
                 fresh[: kept.numel()] = kept
             setattr(self, name, fresh)
 
-    def _log_event(self, step: int, kind: str, reason: str, action: str, ratio: float | None) -> None:
-        self.events.append({"step": step, "kind": kind, "reason": reason, "action": action, "ratio": ratio})
+    def _log_event(self, step: int, event: Event, ratio: float | None) -> None:
+        self.events.append(
+            {"step": step, "kind": event.kind, "reason": event.reason, "action": event.action, "ratio": ratio}
+        )
         n = len(self.events)
         if n <= 3 or n % 50 == 0:  # every event is in self.events (and summary.json); the log stays readable
             more = "" if n <= 3 else f" ({n} events so far)"
-            log.warning("divergence guard: %s at step %d (action: %s)%s", reason, step, action, more)
+            log.warning("divergence guard: %s at step %d (action: %s)%s", event.reason, step, event.action, more)
 
     def _record_divergence(self, trainer: L.Trainer, step: int, reason: str) -> None:
         diagnosis = self.recorder.diagnose(step, reason)

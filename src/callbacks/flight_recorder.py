@@ -13,10 +13,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from src.callbacks.grad_stats import GradStats
+from src.grad_norms import GradStats
 
 
 class FlightRecorder:
+    """Ring buffer of the last ``steps`` optimizer steps (step, loss, total and per-layer gradient norms).
+
+    Args:
+        steps: how many steps it keeps.
+    """
+
     def __init__(self, steps: int = 100) -> None:
         self.capacity = steps
         self.names: list[str] = []

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from src.callbacks.emit import check_interval, emit, is_logging_step
-from src.callbacks.grad_stats import parameter_layers
+from src.callbacks.schedule import Monitor
+from src.grad_norms import layer_index
 
 
 @dataclass
@@ -102,27 +101,35 @@ def finite_histograms(groups: list[list[Tensor]], bins: int) -> list[Histogram]:
     return histograms
 
 
-class HistogramMonitor(Callback):
-    """At every ``every_n_steps``-th optimizer step (None: the Trainer's ``log_every_n_steps``), per layer
-    (modules that own parameters, recurrent weights split): the histogram of its pre-clip gradient and of
-    its weights, ``bins`` bins over the finite range, plus ``grad/nonfinite/<layer>`` and
-    ``weight/nonfinite/<layer>``, the number of NaN/inf entries. Rank 0 only.
+class HistogramMonitor(Monitor):
+    """On the logging steps of ``src.callbacks.schedule`` (step 0 included), per layer (src/grad_norms.py:
+    modules that own parameters): the histogram of its pre-clip gradient and of its weights, ``bins`` bins
+    over the finite range (``grad_hist/<layer>``, ``weight_hist/<layer>`` in W&B and TensorBoard), plus
+    ``grad/nonfinite/<layer>`` and ``weight/nonfinite/<layer>``, the number of NaN/inf entries, to every logger.
+    Rank 0 only.
+
+    Args:
+        every_n_steps: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
+        bins: bins per histogram.
+
+    Raises:
+        ValueError: ``every_n_steps`` or ``bins`` < 1.
     """
 
     def __init__(self, every_n_steps: int | None = None, bins: int = 64) -> None:
+        super().__init__(every_n_steps)
         if bins < 1:
             raise ValueError(f"bins={bins} is not allowed; expected an integer >= 1")
-        self.every_n_steps = check_interval(every_n_steps)
         self.bins = bins
 
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
-        step = trainer.global_step
-        if not trainer.is_global_zero or not is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
+        step = self.upcoming_step(trainer)
+        if not trainer.is_global_zero or not self.logs_at(trainer, step):
             return
         keys: list[tuple[str, str]] = []
         groups: list[list[Tensor]] = []
-        for layer in parameter_layers(pl_module):
+        for layer in layer_index(pl_module).layers:
             grads = [p.grad for p in layer.params if p.grad is not None]
             for kind, parts in (("grad", grads), ("weight", list(layer.params))):
                 if parts:
@@ -131,7 +138,7 @@ class HistogramMonitor(Callback):
         named = list(zip(keys, finite_histograms(groups, self.bins), strict=True))
         if not named:
             return
-        emit(trainer, {f"{kind}/nonfinite/{name}": h.nonfinite for (kind, name), h in named}, step)
+        self.emit(trainer, {f"{kind}/nonfinite/{name}": h.nonfinite for (kind, name), h in named}, step)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 for (kind, name), h in named:

@@ -3,8 +3,7 @@
 GradScaler skips every step whose unscaled gradients hold inf/NaN and halves its scale: fp16 overflow is itself
 an exploding-gradient symptom, and a run that keeps skipping steps is not training even though its loss looks
 finite. A skip is read, without an extra sync, as a drop of the scale across the step (``scaler.update()``
-lowers it only on a skipped step). Logged at logging steps: ``amp/scale`` and ``amp/skipped_steps`` (total).
-No-op without a GradScaler (fp32, bf16-mixed).
+lowers it only on a skipped step). No-op without a GradScaler (fp32, bf16-mixed).
 """
 
 from __future__ import annotations
@@ -13,42 +12,47 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from src.callbacks.emit import check_interval, emit, is_logging_step
+from src.callbacks.schedule import Monitor, loss_scale
 
 
-class GradScalerMonitor(Callback):
+class GradScalerMonitor(Monitor):
+    """On the logging steps of ``src.callbacks.schedule`` logs ``amp/scale`` (GradScaler's loss scale after the
+    step) and ``amp/skipped_steps`` (optimizer steps it skipped for inf/NaN gradients so far). Every step costs
+    one on-device copy and comparison of the scale (a total needs every step); nothing without a GradScaler.
+
+    Args:
+        every_n_steps: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
+
+    Raises:
+        ValueError: ``every_n_steps`` < 1.
+    """
+
     def __init__(self, every_n_steps: int | None = None) -> None:
-        self.every_n_steps = check_interval(every_n_steps)
+        super().__init__(every_n_steps)
         self._scale_before: Tensor | None = None
         self._skipped: Tensor | None = None
         self._step = -1
 
-    @staticmethod
-    def _scaler(trainer: L.Trainer) -> Any:
-        return getattr(trainer.precision_plugin, "scaler", None)
-
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
-        scaler = self._scaler(trainer)
-        if scaler is not None and scaler.is_enabled():
-            self._scale_before = scaler._scale.detach().clone()  # device tensor: get_scale() would sync
-            self._step = trainer.global_step
+        scale = loss_scale(trainer)
+        if scale is not None:
+            self._scale_before = scale.detach().clone()
+            self._step = self.upcoming_step(trainer)
 
     @override
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         before, self._scale_before = self._scale_before, None
-        scaler = self._scaler(trainer)
-        if before is None or scaler is None:
+        scale = loss_scale(trainer)
+        if before is None or scale is None:
             return
-        scale = scaler._scale.detach()
-        skipped = (scale < before).to(torch.float32)
+        skipped = (scale.detach() < before).to(torch.float32)
         self._skipped = skipped if self._skipped is None else self._skipped + skipped
-        if is_logging_step(self._step, self.every_n_steps or trainer.log_every_n_steps):
-            emit(trainer, {"amp/scale": scale, "amp/skipped_steps": self._skipped}, self._step)
+        if self.logs_at(trainer, self._step):
+            self.emit(trainer, {"amp/scale": scale.detach(), "amp/skipped_steps": self._skipped}, self._step)

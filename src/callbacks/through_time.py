@@ -27,7 +27,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
@@ -35,9 +34,9 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from src.callbacks.emit import check_interval, emit, is_logging_step
-from src.callbacks.grad_stats import squared_norm
+from src.callbacks.schedule import Monitor
 from src.callbacks.unrolled_rnn import unroll_support, unrolled_forward
+from src.grad_norms import squared_norm
 
 LossFn = Callable[[L.LightningModule, Any], Tensor]
 Profiles = dict[tuple[str, int], Tensor]  # (module name, layer) -> (T,) ||dL/dh_t||
@@ -97,8 +96,8 @@ def side_effects_undone(module: nn.Module) -> Iterator[None]:
                     buffer.copy_(saved)
 
 
-class ThroughTimeMonitor(Callback):
-    """At every ``every_n_steps``-th optimizer step (None: the Trainer's ``log_every_n_steps``), on rank 0:
+class ThroughTimeMonitor(Monitor):
+    """On the logging steps of ``src.callbacks.schedule`` (step 0 included), on rank 0:
 
     - ``time_grad/t=<t>`` (t = 0 .. T−1, every ``ceil(T / max_points)``-th t, and always the last):
       ||dL/dh_t|| of the top layer of the first recurrent module, over the batch of that step (its last
@@ -113,12 +112,21 @@ class ThroughTimeMonitor(Callback):
     own ``training_step`` (see ``training_step_loss``). Bidirectional modules, LSTMs with ``proj_size`` and
     packed sequences are not unrolled (σ_max is still logged). The pass runs on rank 0 alone, so a model
     whose forward makes collective calls (SyncBatchNorm) needs ``every_n_steps`` set with care under DDP.
+
+    Args:
+        every_n_steps: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
+        max_points: at most this many ``time_grad/t=<t>`` scalars (``through_time.csv`` keeps every t).
+        loss_fn: the loss of the diagnostic pass, ``loss_fn(pl_module, batch) -> Tensor``; None for
+            ``training_step_loss``.
+
+    Raises:
+        ValueError: ``every_n_steps`` < 1 or ``max_points`` < 2.
     """
 
     def __init__(self, every_n_steps: int | None = None, max_points: int = 64, loss_fn: LossFn | None = None) -> None:
+        super().__init__(every_n_steps)
         if max_points < 2:
             raise ValueError(f"max_points={max_points} is not allowed; expected an integer >= 2 (first and last step)")
-        self.every_n_steps = check_interval(every_n_steps)
         self.max_points = max_points
         self.loss_fn = loss_fn or training_step_loss
         self.log_dir: Path | None = None
@@ -148,8 +156,7 @@ class ThroughTimeMonitor(Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        every = self.every_n_steps or trainer.log_every_n_steps
-        logging = trainer.is_global_zero and is_logging_step(trainer.global_step, every)
+        logging = trainer.is_global_zero and self.logs_at(trainer, self.upcoming_step(trainer))
         self._batch = batch if logging else None
 
     @override
@@ -157,7 +164,7 @@ class ThroughTimeMonitor(Callback):
         batch, self._batch = self._batch, None
         if batch is None:
             return
-        step = trainer.global_step
+        step = self.upcoming_step(trainer)
         metrics: dict[str, Tensor | float] = {}
         for name, m in pl_module.named_modules():
             if isinstance(m, nn.RNNBase):
@@ -173,7 +180,7 @@ class ThroughTimeMonitor(Callback):
             for t in sorted({*range(0, len(top), stride), len(top) - 1}):
                 metrics[f"time_grad/t={t}"] = top[t]
             metrics["time_grad/ratio_first_last"] = top[0] / top[-1]
-        emit(trainer, metrics, step)
+        self.emit(trainer, metrics, step)
         if profiles:
             self._write(trainer, step, profiles)
 

@@ -1,4 +1,4 @@
-"""ThroughputMonitor-lite: optimizer steps/s and samples/s between logging steps, from the host clock only.
+"""ThroughputLogger: optimizer steps/s and samples/s between logging steps, from the host clock only.
 
 Lightning's own ThroughputMonitor needs a batch-size function and FLOP counts; this one measures wall time
 between logging steps (no device sync: on GPU the figure settles to the true rate over a logging window, as
@@ -12,10 +12,9 @@ import time
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from src.callbacks.emit import check_interval, emit, is_logging_step
+from src.callbacks.schedule import Monitor
 
 
 def _batch_size(batch: Any) -> int:
@@ -23,9 +22,21 @@ def _batch_size(batch: Any) -> int:
     return int(first.shape[0]) if hasattr(first, "shape") else 1
 
 
-class ThroughputLogger(Callback):
+class ThroughputLogger(Monitor):
+    """On the logging steps of ``src.callbacks.schedule`` (from the second on: a rate needs a window) logs
+    ``throughput/steps_per_s`` and ``throughput/samples_per_s`` (global batch: per-device batch × world size)
+    over the optimizer steps since the previous logging step, validation time left out. Per step it only counts
+    steps and samples on the host.
+
+    Args:
+        every_n_steps: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
+
+    Raises:
+        ValueError: ``every_n_steps`` < 1.
+    """
+
     def __init__(self, every_n_steps: int | None = None) -> None:
-        self.every_n_steps = check_interval(every_n_steps)
+        super().__init__(every_n_steps)
         self._t0: float | None = None
         self._steps = 0
         self._samples = 0
@@ -47,16 +58,16 @@ class ThroughputLogger(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._samples += _batch_size(batch) * trainer.world_size
-        step = trainer.global_step - 1  # the optimizer step this batch completed (if it stepped)
-        if trainer.fit_loop._should_accumulate():  # mid-window micro-batch: no step yet
+        step = self.step_taken(trainer)
+        if step is None:  # mid-window micro-batch: no step yet
             return
         self._steps += 1
-        if not is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
+        if not self.logs_at(trainer, step):
             return
         now = time.perf_counter()
         if self._t0 is not None and now > self._t0:
             elapsed = now - self._t0
-            emit(
+            self.emit(
                 trainer,
                 {"throughput/steps_per_s": self._steps / elapsed, "throughput/samples_per_s": self._samples / elapsed},
                 step,

@@ -12,44 +12,42 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from src.callbacks.emit import check_interval, emit, is_logging_step
-from src.callbacks.grad_stats import layer_index
+from src.callbacks.schedule import Monitor
+from src.grad_norms import layer_index, layer_norms
 
 
-class WeightMonitor(Callback):
-    """At every ``every_n_steps``-th optimizer step s (None: the Trainer's ``log_every_n_steps``) logs
+class WeightMonitor(Monitor):
+    """On the logging steps s of ``src.callbacks.schedule`` (step 0 included) logs, per layer
+    (src/grad_norms.py: modules that own parameters) and per recurrent weight matrix (``.../recurrent/...``):
 
     - ``weight/layer/<name>``: ||W_s||, the weights the step's gradient was computed at;
     - ``update_ratio/layer/<name>``: ||W_(s+1) − W_s|| / ||W_s||, what the optimizer (after clipping) did.
 
-    Layers as in ``grad_stats.parameter_layers``: modules that own parameters, recurrent weights split.
+    Args:
+        every_n_steps: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
+
+    Raises:
+        ValueError: ``every_n_steps`` < 1.
+
     Weights are identical on every DDP rank, so only rank 0 computes and logs.
     """
 
     def __init__(self, every_n_steps: int | None = None) -> None:
-        self.every_n_steps = check_interval(every_n_steps)
+        super().__init__(every_n_steps)
         self._before: list[Tensor] | None = None  # a copy of W_s, only across a logging step's update
-        self._weight: Tensor | None = None  # (L,) ||W_s||
+        self._weight: tuple[Tensor, Tensor] | None = None  # ||W_s|| per layer and per recurrent matrix
         self._step = -1
-
-    def _layer_norms(self, pl_module: L.LightningModule, tensors: list[Tensor]) -> Tensor:
-        """(L,) per layer: the square root of the sum of its parameters' squared norms."""
-        index = layer_index(pl_module)
-        norms = torch.stack(torch._foreach_norm(tensors, 2.0, dtype=torch.float32))
-        squares = torch.zeros(len(index.names), dtype=torch.float32, device=norms.device)
-        return squares.index_add_(0, index.segments((True,) * len(tensors), norms.device), norms.square()).sqrt()
 
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
-        step = trainer.global_step
-        if trainer.is_global_zero and is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
+        step = self.upcoming_step(trainer)
+        if trainer.is_global_zero and self.logs_at(trainer, step):
             params = [p.detach() for p in layer_index(pl_module).params]
-            self._weight = self._layer_norms(pl_module, params)
+            self._weight = layer_norms(pl_module, params)
             self._before = torch._foreach_mul(params, 1.0)  # one copy, one (multi-tensor) kernel
             self._step = step
 
@@ -62,8 +60,10 @@ class WeightMonitor(Callback):
             return
         index = layer_index(pl_module)
         torch._foreach_sub_(before, [p.detach() for p in index.params])  # W_s − W_(s+1), in place
-        update = self._layer_norms(pl_module, before)
-        ratio = update / weight.clamp_min(torch.finfo(torch.float32).tiny)
-        values = torch.cat([weight, ratio]).tolist()  # one transfer
-        keys = [f"weight/layer/{n}" for n in index.names] + [f"update_ratio/layer/{n}" for n in index.names]
-        emit(trainer, dict(zip(keys, values, strict=True)), self._step)
+        update = layer_norms(pl_module, before)
+        tiny = torch.finfo(torch.float32).tiny
+        ratios = [u / w.clamp_min(tiny) for u, w in zip(update, weight, strict=True)]
+        values = torch.cat([*weight, *ratios]).tolist()  # one transfer
+        names = [f"layer/{n}" for n in index.names] + [f"recurrent/{n}" for n in index.recurrent_names]
+        keys = [f"weight/{n}" for n in names] + [f"update_ratio/{n}" for n in names]
+        self.emit(trainer, dict(zip(keys, values, strict=True)), self._step)

@@ -1,20 +1,23 @@
-"""Gradient clipping rules beyond Lightning's norm/value clipping, one config switch each (conf/clipping/)."""
+"""Gradient clipping: where it is applied (apply.py) and the rules Lightning lacks (conf/clipping/).
+
+Lightning's own norm and value clipping are the top-level ``clip`` / ``clip_algorithm`` keys.
+"""
 
 from src.clipping.agc import AdaptiveGradClip
+from src.clipping.apply import ClipReport, ReportsClipping, clip_gradients
 from src.clipping.autoclip import AutoClip
-from src.clipping.base import ClipRule
+from src.clipping.base import Clipped, ClipRule
 from src.clipping.layerwise import LayerwiseNormClip
-from src.clipping.norm import GlobalNormClip, ValueClip
-from src.clipping.penalty import GradNormPenalty
 from src.clipping.zclip import ZClip
 
 __all__ = [
     "AdaptiveGradClip",
     "AutoClip",
+    "ClipReport",
     "ClipRule",
-    "GlobalNormClip",
-    "GradNormPenalty",
+    "Clipped",
     "LayerwiseNormClip",
-    "ValueClip",
+    "ReportsClipping",
     "ZClip",
+    "clip_gradients",
 ]

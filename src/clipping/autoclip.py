@@ -9,12 +9,22 @@ clipping — not the rule of the paper. The history lives in an on-device ring b
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
 
-from src.clipping.base import ClipRule, grads_of, scale_to, total_norm
+from src.clipping.base import Clipped, ClipRule, scale_to
+from src.grad_norms import GradStats
 
 
 class AutoClip(ClipRule):
+    """Clip the global gradient norm at a percentile of the norms seen so far.
+
+    Args:
+        percentile: p in 0..100 (the paper's 10).
+        history: steps kept in the ring buffer of past norms.
+
+    Raises:
+        ValueError: ``percentile`` outside 0..100.
+    """
+
     def __init__(self, percentile: float = 10.0, history: int = 10000) -> None:
         super().__init__()
         if not 0 <= percentile <= 100:
@@ -25,12 +35,11 @@ class AutoClip(ClipRule):
         self._count = 0  # host mirror of `count`: the ring index without a device read
         self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_count", int(module.count)))
 
-    def clip(self, module: nn.Module) -> dict[str, Tensor]:
-        grads = grads_of(list(module.parameters()))
-        norm = total_norm(grads).to(self.norms.device)
+    def clip(self, stats: GradStats) -> Clipped:
+        norm = stats.total_norm.to(self.norms.device)
         self.norms[self._count % self.norms.numel()] = norm
         self._count += 1
         self.count.fill_(self._count)
         threshold = torch.nanquantile(self.norms, self.percentile / 100.0)
-        coef = scale_to(grads, norm, threshold)
-        return {"clip/threshold": threshold, "clip/scale": coef}
+        coef = scale_to(stats.grads(), norm, threshold)
+        return Clipped(norm * coef, {"clip/threshold": threshold, "clip/scale": coef})

@@ -1,9 +1,10 @@
-"""What every clipping rule shares: it reads and rewrites ``.grad`` in place, on device, and reports what it did.
+"""What every clipping rule shares: it rescales ``.grad`` in place, on device, from the step's shared norms.
 
-Rules run inside ``GradLabModule.configure_gradient_clipping``, where Lightning guarantees the gradients are
-accumulated, all-reduced under DDP (identical on every rank, so every rank computes the same threshold) and
-unscaled under AMP. Each call returns 0-d tensors — ``clip/threshold`` and ``clip/scale`` (post-clip over
-pre-clip total norm) at least — that GradNormMonitor logs; nothing is moved to the host per step.
+A rule gets the step's pre-clip norms (``src.grad_norms.GradStats``: per layer, per recurrent matrix and in
+total, computed once for the monitors, the guard and the rules alike) and returns the post-clip total norm
+and what it did as 0-d tensors — ``clip/threshold`` and ``clip/scale`` (post-clip over pre-clip norm of the
+gradients it acts on) at least — that GradNormMonitor logs; nothing is moved to the host per step. Rules run
+from ``src/clipping/apply.py``, which also handles a step without any gradient (they never see one).
 Rules are ``nn.Module``s holding buffers only: stateful rules (AutoClip, ZClip) are saved in checkpoints with
 the LightningModule and resume with the same thresholds, and move to the training device with it.
 """
@@ -11,23 +12,21 @@ the LightningModule and resume with the same thresholds, and move to the trainin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from src.callbacks.grad_stats import parameter_layers
+from src.grad_norms import GradStats
 
 EPS = 1e-6  # torch.nn.utils.clip_grads_with_norm_ uses the same guard against division by zero
 
 
-def grads_of(params: list[nn.Parameter]) -> list[Tensor]:
-    return [p.grad for p in params if p.grad is not None]
+class Clipped(NamedTuple):
+    """What a rule did: the total gradient norm after it, and its metrics (0-d tensors, logged as they are)."""
 
-
-def total_norm(grads: list[Tensor]) -> Tensor:
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float32)))
+    postclip_norm: Tensor
+    metrics: dict[str, Tensor]
 
 
 def scale_to(grads: list[Tensor], norm: Tensor, threshold: Tensor | float) -> Tensor:
@@ -39,19 +38,11 @@ def scale_to(grads: list[Tensor], norm: Tensor, threshold: Tensor | float) -> Te
 
 
 class ClipRule(nn.Module, ABC):
-    """A clipping rule: ``rule(module)`` clips the gradients of ``module``'s parameters in place."""
+    """A clipping rule: ``rule(stats)`` clips the gradients that ``stats`` measured, in place."""
 
     @abstractmethod
-    def clip(self, module: nn.Module) -> dict[str, Tensor]:
-        """Clip in place; return what was done as 0-d tensors (``clip/threshold``, ``clip/scale``, ...)."""
+    def clip(self, stats: GradStats) -> Clipped:
+        """Clip in place (every measured parameter has a gradient here); say what was done."""
 
-    def forward(self, module: nn.Module) -> dict[str, Tensor]:
-        # no gradient at all: a step the divergence guard skipped (gradients set to None). Nothing to clip,
-        # and stateful rules must not record it as a norm of 0 in their history.
-        if all(p.grad is None for p in module.parameters()):
-            return {}
-        return self.clip(module)
-
-
-def layers_of(module: nn.Module) -> list[list[nn.Parameter]]:
-    return [list(layer.params) for layer in parameter_layers(module)]
+    def forward(self, stats: GradStats) -> Clipped:
+        return self.clip(stats)

@@ -14,12 +14,26 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
 
-from src.clipping.base import ClipRule, grads_of, scale_to, total_norm
+from src.clipping.base import Clipped, ClipRule, scale_to
+from src.grad_norms import GradStats
 
 
 class ZClip(ClipRule):
+    """Clip z-score spikes of the global gradient norm against its EMA mean and variance.
+
+    Args:
+        alpha: EMA decay of the mean and variance.
+        z_thresh: z-score above which a step is a spike.
+        warmup_steps: steps whose plain mean and variance initialise the EMA (no z-score clipping before).
+        eps: added to the standard deviation.
+        clip_option: ``adaptive_scaling`` (clip to μ + z_thresh²·σ/z) or ``mean`` (clip to μ).
+        max_grad_norm: a hard cap on every step, warm-up included; None for none.
+
+    Raises:
+        ValueError: an unknown ``clip_option``.
+    """
+
     def __init__(
         self,
         alpha: float = 0.97,
@@ -41,9 +55,9 @@ class ZClip(ClipRule):
         self._count = 0
         self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_count", int(module.count)))
 
-    def clip(self, module: nn.Module) -> dict[str, Tensor]:
-        grads = grads_of(list(module.parameters()))
-        g = total_norm(grads).to(self.mean.device)
+    def clip(self, stats: GradStats) -> Clipped:
+        grads = stats.grads()
+        g = stats.total_norm.to(self.mean.device)
         cap = math.inf if self.max_grad_norm is None else self.max_grad_norm
         if self._count < self.warmup_steps:
             self.warmup[self._count] = g
@@ -67,4 +81,4 @@ class ZClip(ClipRule):
             self.var.mul_(self.alpha).add_((1 - self.alpha) * (clipped - self.mean) ** 2)
         self._count += 1
         self.count.fill_(self._count)
-        return {"clip/threshold": threshold, "clip/scale": coef, "clip/ema_mean": self.mean.clone()}
+        return Clipped(g * coef, {"clip/threshold": threshold, "clip/scale": coef, "clip/ema_mean": self.mean.clone()})

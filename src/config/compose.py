@@ -8,11 +8,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from src.config import CONF_DIR
+from src.config import CONF_DIR, register
 
 
 def compose_run(overrides: list[str], run_dir: Path) -> DictConfig:
     """The config of one run of ``overrides``, writing into ``run_dir``; also set as the current HydraConfig."""
+    register()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):

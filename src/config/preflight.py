@@ -24,7 +24,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from src.config import CONF_DIR
+from src.config import CONF_DIR, register
 from src.config.objects import check_trainer
 from src.config.resume import check_checkpoint, check_run_dir
 from src.config.search_space import job_overrides
@@ -115,6 +115,7 @@ def _job_checks(cfg: DictConfig, multirun: bool) -> None:
 
 def check(args: Sequence[str], config_name: str = "train") -> None:
     """Raise ConfigError if any job of this command line has bad input."""
+    register()
     GlobalHydra.instance().clear()
     multirun = "-m" in args or "--multirun" in args
     try:

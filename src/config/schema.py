@@ -115,7 +115,8 @@ class DataConf:
 class LossConf:
     """Terms added to the task's training loss (validation and test report the task's loss alone)."""
 
-    z_loss: float = 0.0
+    z_loss: float = 0.0  # z_loss·mean(logsumexp(logits)²) (src/models/module.py); 0 = off
+    grad_penalty: float = 0.0  # λ of λ·||∇_θ L||² (src/models/module.py); 0 = off
 
 
 @dataclass

@@ -85,6 +85,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scheduler.start_factor": (lambda v: _positive(v) and v <= 1, "a number in (0, 1]"),
     "scheduler.total_iters": (_at_least(1), "an integer >= 1"),
     "loss.z_loss": (_non_negative, "a number >= 0 (0 = off)"),
+    "loss.grad_penalty": (_non_negative, "a number >= 0 (0 = off)"),
     "trainer.max_steps": (lambda v: v == -1 or (isinstance(v, int) and v >= 1), "an integer >= 1, or -1"),
     "trainer.log_every_n_steps": (_at_least(1), "an integer >= 1"),
     "trainer.accumulate_grad_batches": (_at_least(1), "an integer >= 1"),
@@ -187,7 +188,7 @@ def _check_clipping(cfg: DictConfig) -> None:
     rule = OmegaConf.select(cfg, "clipping._target_")
     strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto") or "auto").lower()
     algorithm = getattr(cfg.clip_algorithm, "value", cfg.clip_algorithm)
-    if rule and not rule.endswith("GradNormPenalty") and cfg.clip is not None:
+    if rule and cfg.clip is not None:
         raise ConfigError(
             f"clipping={rule.rsplit('.', 1)[-1]} cannot be combined with clip={cfg.clip} (two rules on one step); "
             "expected clip=null"

@@ -1,13 +1,16 @@
 """The one LightningModule: trains any gradlab network on any synthetic task.
 
 Regression tasks use MSE, classification tasks cross-entropy (per step for copy memory), the scalar chain
-uses the output itself as the loss. Classification can add PaLM's z-loss to the training loss:
-``z_loss``·mean(log² Z), log Z = logsumexp of the logits (Chowdhery et al. 2022 §5, at 1e-4; Wortsman et al.
-2023 §3.1.2); it keeps log Z near 0, so the output logits cannot drift off together. Every stage shares
-``_common_step``. Validation also logs the loss as a fraction of the task's trivial baseline
-(``val/loss_vs_baseline``; src/analysis/criteria.py says what beats and solves it). Classification tasks log
-``acc`` on the positions that hold the answer (temporal order: the final step; copy: the recalled symbols only)
-and, for per-step tasks, ``exact_match``: the share of sequences with every answer position right.
+uses the output itself as the loss. Options of the training loss (the top-level ``loss`` node): ``z_loss``
+adds PaLM's z-loss to a classification loss, ``z_loss``·mean(log² Z), log Z = logsumexp of the logits
+(Chowdhery et al. 2022 §5, at 1e-4; Wortsman et al. 2023 §3.1.2); it keeps log Z near 0, so the output logits
+cannot drift off together. ``grad_penalty`` = λ adds λ·||∇_θ L||² (the seed article's gradient penalty; its own
+gradient needs a double backward, so a step costs two to three backward passes; it discourages large gradients
+smoothly instead of cutting them and bounds no single step). Every stage shares ``_common_step``. Validation
+also logs the loss as a fraction of the task's trivial baseline (``val/loss_vs_baseline``;
+src/analysis/criteria.py says what beats and solves it). Classification tasks log ``acc`` on the positions that
+hold the answer (temporal order: the final step; copy: the recalled symbols only) and, for per-step tasks,
+``exact_match``: the share of sequences with every answer position right.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import torch
 import torch.nn.functional as F
 import torchmetrics
 from torch import Tensor, nn
@@ -24,18 +28,34 @@ from torch.optim import Optimizer
 from torchmetrics.classification import MulticlassExactMatch
 from typing_extensions import override
 
+from src.clipping.apply import ClipReport, clip_gradients
+from src.clipping.base import ClipRule
 from src.data.task import Task
 
 
 class GradLabModule(L.LightningModule):
+    """Trains ``network`` on ``task``; clips in ``configure_gradient_clipping`` (src/clipping/apply.py) and
+    reports what it did through the ``ReportsClipping`` protocol (``clip_report``).
+
+    Args:
+        network: the bare network (an ``nn.Module`` from src/models/).
+        task: the task's shapes, loss and baseline.
+        optimizer: a partial optimizer, called with ``params``.
+        scheduler: a partial LR scheduler, called with ``optimizer`` (stepped every optimizer step), or None.
+        clipper: a clipping rule of src/clipping/ (an ``nn.Module`` of buffers: checkpointed with the model),
+            instead of the Trainer's ``gradient_clip_val``; None for Lightning's clipping or none.
+        grad_penalty: λ of the gradient penalty λ·||∇_θ L||² added to the training loss; 0 for none.
+        z_loss: weight of the z-loss z_loss·mean(logsumexp(logits)²) added to a classification loss; 0 for none.
+    """
+
     def __init__(
         self,
         network: nn.Module,
         task: Task,
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., Any] | None = None,
-        clipper: Any = None,
-        grad_penalty: Any = None,
+        clipper: ClipRule | None = None,
+        grad_penalty: float = 0.0,
         z_loss: float = 0.0,
     ) -> None:
         super().__init__()
@@ -43,9 +63,10 @@ class GradLabModule(L.LightningModule):
         self.task = task
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.clipper = clipper  # a src.clipping rule (an nn.Module of buffers: checkpointed with the model)
-        self.grad_penalty = grad_penalty  # src.clipping.GradNormPenalty: λ·||∇L||² added to the training loss
-        self.z_loss = z_loss  # z_loss·mean(logsumexp(logits)²) added to the training loss (classification)
+        self.clipper = clipper
+        self.grad_penalty = grad_penalty
+        self._clip_report: ClipReport | None = None
+        self.z_loss = z_loss
         metrics: dict[str, torchmetrics.Metric] = {"loss": torchmetrics.MeanMetric()}
         if task.is_classification:
             metrics["acc"] = torchmetrics.Accuracy(task="multiclass", num_classes=task.output_size)
@@ -65,6 +86,12 @@ class GradLabModule(L.LightningModule):
             return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))  # (B·T, C) vs (B·T,)
         return out.mean()  # "output": the seed's chain, where ∂L/∂output = 1 per sample
 
+    def gradient_penalty(self, loss: Tensor) -> Tensor:
+        """λ·||∇_θ L||² over the network's parameters, differentiable (``create_graph``: a double backward)."""
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+        return self.grad_penalty * torch.stack([g.pow(2).sum() for g in grads if g is not None]).sum()
+
     def _common_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
         out = self(x)
@@ -74,8 +101,8 @@ class GradLabModule(L.LightningModule):
             z_term = self.z_loss * log_z.square().mean()
             self.log("train/z_loss", z_term, on_step=True, on_epoch=False, batch_size=len(x))
             loss = loss + z_term
-        if stage == "train" and self.grad_penalty is not None:
-            penalty = self.grad_penalty(loss, list(self.network.parameters()))
+        if stage == "train" and self.grad_penalty > 0:
+            penalty = self.gradient_penalty(loss)
             self.log("train/grad_penalty", penalty, on_step=True, on_epoch=False, batch_size=len(x))
             self.log("train/loss_unpenalised", loss, on_step=True, on_epoch=False, batch_size=len(x))
             loss = loss + penalty
@@ -133,10 +160,11 @@ class GradLabModule(L.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        if self.clipper is None:  # Lightning's own norm/value clipping from Trainer(gradient_clip_val=...)
-            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        else:  # a gradlab rule, on the unscaled, all-reduced gradients; GradNormMonitor logs clip_stats
-            self.clip_stats = self.clipper(self.network)
+        self._clip_report = clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm, self.clipper)
+
+    def clip_report(self) -> ClipReport | None:
+        """What clipping did at the latest optimizer step (``src.clipping.ReportsClipping``)."""
+        return self._clip_report
 
     @override
     def configure_optimizers(self) -> Any:

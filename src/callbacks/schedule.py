@@ -1,0 +1,113 @@
+"""The logging schedule every monitor shares: which optimizer steps are logged, their step number, how.
+
+Lightning 2.6 (``LoggerConnector.should_update_logs`` and ``log_metrics``, ``training_epoch_loop.advance``):
+after the batch that takes optimizer step b (0-based; ``trainer.global_step`` is b before the update and b + 1
+after it), ``self.log`` values go to the loggers when (b + 1) % ``log_every_n_steps`` == 0 or
+``trainer.should_stop``, at ``step=b`` (``_batches_that_stepped``, not yet incremented); accumulation
+micro-batches that do not step log nothing (``fit_loop._should_accumulate()``). So ``train/loss`` appears at
+steps n−1, 2n−1, ...
+
+``Monitor`` logs on exactly those steps, with the same number b — the weights W_b the gradient was computed
+at — so a step's loss and gradient telemetry share one row. It adds step 0, the gradient at initialisation
+that experiments read (the seed's δ profile, the initialisation studies): Lightning logs nothing there, so
+that row holds the monitors' numbers alone. A monitor with its own ``every_n_steps`` = k logs at 0, k−1,
+2k−1, ... (each also a Lightning step when k is a multiple of ``log_every_n_steps``). Work a monitor does only
+to log (hooks, weight copies, extra passes) runs only on those steps; ``should_stop`` is not known before a
+step's update, so a monitor that must prepare at batch start skips the stop step.
+
+Numbers stay on device between logging steps; ``emit`` moves a step's values to the host in one transfer and
+hands plain floats to every logger, from rank 0 only (gradient metrics need no cross-rank reduction: under
+DDP the gradients are already identical on every rank).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+
+
+def check_interval(every_n_steps: int | None) -> int | None:
+    """A callback's logging interval: None (the Trainer's ``log_every_n_steps``) or a positive step count."""
+    if every_n_steps is not None and (isinstance(every_n_steps, bool) or every_n_steps < 1):
+        raise ValueError(
+            f"every_n_steps={every_n_steps} is not allowed; expected an integer >= 1, or null (the Trainer's "
+            "log_every_n_steps)"
+        )
+    return every_n_steps
+
+
+def grad_scaler(trainer: L.Trainer) -> Any:
+    """The enabled ``torch.amp.GradScaler`` of the trainer's precision plugin (``16-mixed``), else None."""
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
+    return scaler if scaler is not None and scaler.is_enabled() else None
+
+
+def loss_scale(trainer: L.Trainer) -> Tensor | None:
+    """The GradScaler's current scale as its device tensor (``get_scale()`` would sync), or None."""
+    scaler = grad_scaler(trainer)
+    return None if scaler is None else getattr(scaler, "_scale", None)
+
+
+def to_floats(metrics: Mapping[str, Tensor | float]) -> dict[str, float]:
+    """One device-to-host copy for all tensor values (a single sync instead of one per metric)."""
+    keys = [k for k, v in metrics.items() if isinstance(v, Tensor)]
+    out = {k: float(v) for k, v in metrics.items() if not isinstance(v, Tensor)}
+    if keys:
+        values = torch.stack([metrics[k].detach().float().reshape(()) for k in keys]).cpu().tolist()
+        out.update(zip(keys, values, strict=True))
+    return out
+
+
+def emit(trainer: L.Trainer, metrics: Mapping[str, Tensor | float], step: int) -> dict[str, float]:
+    """Send ``metrics`` to every logger from rank 0; returns what was sent (empty on other ranks)."""
+    if not metrics or not trainer.is_global_zero:
+        return {}
+    values = to_floats(metrics)
+    for logger in trainer.loggers:
+        logger.log_metrics(values, step=step)
+    return values
+
+
+class Monitor(Callback):
+    """Base of the telemetry callbacks: the logging interval, the step convention and ``emit`` (see above).
+
+    Args:
+        every_n_steps: log every this many optimizer steps (at 0, k−1, 2k−1, ...); None (default) follows the
+            Trainer's ``log_every_n_steps``, so the monitor logs on the rows of Lightning's own metrics.
+
+    Raises:
+        ValueError: ``every_n_steps`` < 1.
+    """
+
+    def __init__(self, every_n_steps: int | None = None) -> None:
+        self.every_n_steps = check_interval(every_n_steps)
+
+    def interval(self, trainer: L.Trainer) -> int:
+        return self.every_n_steps or trainer.log_every_n_steps
+
+    def logs_at(self, trainer: L.Trainer, step: int) -> bool:
+        """Optimizer step ``step`` is logged: 0, Lightning's (step + 1) % n == 0, or the step that stops."""
+        every = self.interval(trainer)
+        return every > 0 and (step == 0 or (step + 1) % every == 0 or trainer.should_stop)
+
+    @staticmethod
+    def upcoming_step(trainer: L.Trainer) -> int:
+        """The step the current batch contributes to, in hooks up to the update (batch start .. clipping)."""
+        return trainer.global_step
+
+    @staticmethod
+    def step_taken(trainer: L.Trainer) -> int | None:
+        """In ``on_train_batch_end``: the step this batch just took, or None for a micro-batch that did not."""
+        if trainer.fit_loop._should_accumulate():  # Lightning's own test in update_train_step_metrics
+            return None
+        return trainer.global_step - 1
+
+    def emit(self, trainer: L.Trainer, metrics: Mapping[str, Tensor | float], step: int) -> dict[str, float]:
+        """``emit``: one host transfer, every logger, rank 0. (Not ``log``: Lightning sets every callback's
+        ``log`` to the LightningModule's ``self.log`` when a fit starts.)"""
+        return emit(trainer, metrics, step)

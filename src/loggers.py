@@ -1,0 +1,78 @@
+"""StepCSVLogger: Lightning's CSVLogger with exactly one row per step in metrics.csv.
+
+Lightning's CSV writer appends one row per ``log_metrics`` call, and a step is logged by several calls:
+Lightning's own (``train/loss``, then ``val/*`` when validation runs after that step), and every monitor's
+(src/callbacks/schedule.py logs on the same steps). Here a call for the step of the last row merges into that
+row — still in the buffer, or already written, in which case the file is rewritten the way Lightning rewrites
+it when new columns appear — so ``csv/metrics.csv`` reads as one table: a row per step, a column per metric.
+Steps arrive in order (a resumed run continues after the last one), so only the last row can ever merge.
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+from lightning.fabric.loggers.csv_logs import _ExperimentWriter
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from typing_extensions import override
+
+
+class StepRowWriter(ExperimentWriter):
+    """Lightning's ``ExperimentWriter`` that merges the metrics of one step into one row.
+
+    Args:
+        log_dir: the directory of ``metrics.csv`` (and ``hparams.yaml``).
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)
+        self._written_last: dict[str, Any] | None = None  # the file's last row, as written
+        self._merge_into_file = False  # the buffer's first row replaces the file's last row
+
+    @override
+    def log_metrics(self, metrics_dict: dict[str, float], step: int | None = None) -> None:
+        if self.metrics and step is not None and self.metrics[-1]["step"] == step:
+            before = self.metrics.pop()
+            super().log_metrics(metrics_dict, step)
+            self.metrics[-1] = {**before, **self.metrics[-1]}
+        elif not self.metrics and self._written_last is not None and self._written_last["step"] == step:
+            super().log_metrics(metrics_dict, step)
+            self.metrics[-1] = {**self._written_last, **self.metrics[-1]}
+            self._merge_into_file = True
+        else:
+            super().log_metrics(metrics_dict, step)
+
+    @override
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        last = self.metrics[-1]
+        if self._merge_into_file:
+            self._record_new_keys()
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                rows = list(csv.DictReader(file))[:-1]
+            with self._fs.open(self.metrics_file_path, "w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+                writer.writeheader()
+                writer.writerows(rows + self.metrics)
+            self.metrics = []
+            self._merge_into_file = False
+        else:
+            super().save()
+        self._written_last = last
+
+
+class StepCSVLogger(CSVLogger):
+    """``lightning.pytorch.loggers.CSVLogger`` (same arguments) writing one row per step (``StepRowWriter``)."""
+
+    @property
+    @override
+    @rank_zero_experiment
+    def experiment(self) -> _ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = StepRowWriter(log_dir=self.log_dir)
+        return self._experiment
