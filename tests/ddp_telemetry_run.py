@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from src.callbacks import ActivationMonitor, GradNormMonitor, HistogramMonitor, ThroughTimeMonitor, WeightMonitor
-from src.callbacks.grad_stats import pre_clip_grad_stats
+from src.grad_norms import step_grad_norms
 from tests.telemetry_helpers import MemoryLogger
 
 
@@ -55,7 +55,7 @@ class RankNorms(L.Callback):
         self.norms: dict[int, list[float]] = {}
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        stats = pre_clip_grad_stats(trainer, pl_module, optimizer)
+        stats = step_grad_norms(trainer, pl_module)
         self.norms[trainer.global_step] = [stats.total_norm.item(), *stats.layer_norms.tolist()]
 
 

@@ -39,28 +39,32 @@ class MemoryLogger(Logger):
 
 
 class GradientProbe(Callback):
-    """Recomputes norms by another route: one torch.cat(...).norm() per module, per optimizer step."""
+    """Recomputes norms by another route: one torch.cat(...).norm() per module (``pre``) and per recurrent
+    weight matrix with its bias (``recurrent``), per optimizer step."""
 
     def __init__(self) -> None:
         self.pre: dict[int, dict[str, float]] = {}
+        self.recurrent: dict[int, dict[str, float]] = {}
         self.post: dict[int, float] = {}
         self._step: int | None = None
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         step = trainer.global_step
         layers: dict[str, float] = {}
+        matrices: dict[str, float] = {}
         for name, module in pl_module.named_modules():
             own = [(n, p) for n, p in module.named_parameters(recurse=False) if p.grad is not None]
+            if own:
+                layers[name] = torch.cat([p.grad.flatten() for _, p in own]).norm().item()
             if isinstance(module, torch.nn.RNNBase):
                 for n, p in own:
                     if n.startswith("weight"):
                         bias = module.get_parameter(n.replace("weight", "bias"))
-                        layers[f"{name}.{n}"] = torch.cat([p.grad.flatten(), bias.grad.flatten()]).norm().item()
-            elif own:
-                layers[name] = torch.cat([p.grad.flatten() for _, p in own]).norm().item()
+                        matrices[f"{name}.{n}"] = torch.cat([p.grad.flatten(), bias.grad.flatten()]).norm().item()
         every = torch.cat([p.grad.flatten() for p in pl_module.parameters() if p.grad is not None])
         layers["__total__"] = every.norm().item()
         self.pre[step] = layers
+        self.recurrent[step] = matrices
         self._step = step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -220,9 +220,9 @@ def test_diagnose_tells_a_diverged_run_from_a_healthy_one(make_cfg):
     assert bad_verdict.cause == "updates" and "clip the gradients" in bad_verdict.advice
     assert good_verdict.cause is None
     assert not good_verdict.exploding and good_verdict.status == "completed"
-    # 20 logged norms (every 2nd of 40 steps): the suggestion is their 90th percentile
+    # 21 logged norms (step 0, then every 2nd of 40 steps: 1, 3, ..., 39): the suggestion is their 90th percentile
     good_norms = sorted(v for _, v in load_run(Path(good.paths.output_dir)).curve("grad/norm_total_preclip"))
-    assert len(good_norms) == 20 and good_verdict.suggested_clip == good_norms[18]
+    assert len(good_norms) == 21 and good_verdict.suggested_clip == good_norms[int(0.9 * 21)]
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "diagnose.py"), bad.paths.output_dir, good.paths.output_dir],
         capture_output=True,
@@ -264,8 +264,8 @@ def test_skipping_spikes_rescues_a_run_with_bad_batches(make_cfg, on_spike, stat
         assert summary["steps_clipped"] == 0  # a skipped step (gradients removed) is not a clipped one
         assert "they were skipped" in verdict.advice
         assert verdict.symptoms == ["gradient norm spikes"] and "3 spike(s) at steps 36, 73, 110" in verdict.evidence[0]
-        # 24 logged norms (every 5th step) less the spike at step 110: the 90th percentile of the other 23
-        assert verdict.suggested_clip is not None and "23 logged" in verdict.clip_rationale
+        # 25 logged norms (step 0, then every 5th: 4, 9, ..., 119), none at a spike step (36, 73, 110)
+        assert verdict.suggested_clip is not None and "25 logged" in verdict.clip_rationale
     else:
         assert events == [(36, "grad_spike"), (37, "nonfinite_grad")] and summary["divergence"]["step"] == 37
         assert "1 gradient spike >" in spike_line and "no action, logged only (on_spike=warn)" in spike_line

@@ -1,4 +1,4 @@
-"""The monitors on a plain LightningModule (no gradlab code): accumulation, AMP, custom clipping, activations.
+"""The monitors on a plain LightningModule (no gradlab model): accumulation, AMP, custom clipping, activations.
 
 Each logged number is checked against a second route: the same global batch in one piece, an fp32 run, a
 hand-written forward pass with ``torch.autograd.grad``, or the gradients read back by another callback.
@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from src.callbacks import ActivationMonitor, GradNormMonitor, WeightMonitor
-from src.callbacks.grad_stats import layer_grad_norms
+from src.clipping import ClipReport, ReportsClipping
+from src.grad_norms import grad_norms
 from tests.telemetry_helpers import GradientProbe, MemoryLogger
 
 N_SAMPLES, N_FEATURES = 64, 6
@@ -36,6 +37,7 @@ class Regressor(L.LightningModule):
         torch.manual_seed(1)
         self.net = nn.Sequential(nn.Linear(N_FEATURES, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1))
         self.clip_rule = clip_rule
+        self.report: ClipReport | None = None
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
@@ -47,11 +49,19 @@ class Regressor(L.LightningModule):
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         if self.clip_rule is None:
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        # a custom rule: clip to half the pre-clip norm, and publish what it did through ``clip_stats``
+        # a custom rule: clip to half the pre-clip norm, and say what it did (ReportsClipping, via clip_report)
         total = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm=float("inf"))
         threshold = total * self.clip_rule
         torch.nn.utils.clip_grads_with_norm_(self.parameters(), threshold, total)
-        self.clip_stats = {"clip/threshold": threshold, "clip/scale": threshold / total}
+        metrics = {"clip/threshold": threshold, "clip/scale": threshold / total}
+        self.report = ClipReport(self.trainer.global_step, rewritten=True, postclip_norm=None, metrics=metrics)
+
+
+class ReportingRegressor(Regressor):
+    """The same model, implementing the ``ReportsClipping`` protocol."""
+
+    def clip_report(self) -> ClipReport | None:
+        return self.report
 
 
 def fit(
@@ -98,13 +108,13 @@ def test_clip_by_value_and_the_clipped_fraction():
         gradient_clip_val=0.02,
         gradient_clip_algorithm="value",
     )
-    assert sorted(logger.steps) == [0, 3, 6]
-    for step in (0, 3, 6):
+    assert sorted(logger.steps) == [0, 2, 5]  # step 0, then (s + 1) % 3 == 0, as Lightning's own logging
+    for step in (0, 2, 5):
         assert logger.steps[step]["grad/norm_total_postclip"] == pytest.approx(probe.post[step], rel=1e-5)
     clipped = {s: probe.post[s] < probe.pre[s]["__total__"] * (1 - 1e-6) for s in probe.pre}
-    assert logger.steps[6]["grad/clipped_fraction"] == pytest.approx(sum(clipped[s] for s in (4, 5, 6)) / 3)
-    assert logger.steps[6]["grad/norm_max_since_log"] == pytest.approx(
-        max(probe.pre[s]["__total__"] for s in (4, 5, 6))
+    assert logger.steps[5]["grad/clipped_fraction"] == pytest.approx(sum(clipped[s] for s in (3, 4, 5)) / 3)
+    assert logger.steps[5]["grad/norm_max_since_log"] == pytest.approx(
+        max(probe.pre[s]["__total__"] for s in (3, 4, 5))
     )
     totals = monitor.run_totals()  # over the whole fit
     assert totals["optimizer_steps"] == 7 and totals["steps_clipped"] == sum(clipped.values())
@@ -112,8 +122,9 @@ def test_clip_by_value_and_the_clipped_fraction():
 
 
 def test_custom_clipping_rule_publishes_clip_stats():
+    assert isinstance(ReportingRegressor(), ReportsClipping) and not isinstance(Regressor(), ReportsClipping)
     probe = GradientProbe()
-    logger, _ = fit([probe, GradNormMonitor()], 8, module=Regressor(clip_rule=0.5), gradient_clip_val=None)
+    logger, _ = fit([probe, GradNormMonitor()], 8, module=ReportingRegressor(clip_rule=0.5), gradient_clip_val=None)
     for step, logged in logger.steps.items():
         pre = probe.pre[step]["__total__"]
         assert logged["clip/threshold"] == pytest.approx(0.5 * pre, rel=1e-5)
@@ -170,8 +181,8 @@ def test_activation_statistics_and_deltas_match_a_hand_written_pass():
 
     ref = Reference()
     logger, _ = fit([ref, ActivationMonitor(every_n_steps=2)], 8, max_steps=5)
-    assert sorted(logger.steps) == [0, 2, 4]
-    for step in (0, 2, 4):
+    assert sorted(logger.steps) == [0, 1, 3]
+    for step in (0, 1, 3):
         expected = ref.refs[step]
         assert set(logger.steps[step]) == set(expected)
         for key, value in expected.items():
@@ -239,24 +250,23 @@ def test_seed_chain_in_a_plain_module(depth, w):
 @pytest.mark.parametrize(
     ("module", "clip", "algorithm", "second_passes"),
     [
-        (Regressor(), None, "norm", 0),  # untouched gradients: post = pre
-        (Regressor(), 0.3, "norm", 0),  # Lightning's norm clipping alone: post from torch's coefficient
-        (Regressor(), 0.02, "value", 4),  # elementwise: measured again
-        (Regressor(clip_rule=0.5), None, "norm", 4),  # a custom rule: measured again
+        (Regressor(), None, "norm", 0),  # untouched gradients (version counters unchanged): post = pre
+        (Regressor(), 0.3, "norm", 4),  # Lightning's own clipping in a foreign project: measured after it
+        (Regressor(), 0.02, "value", 4),  # elementwise: measured
+        (Regressor(clip_rule=0.5), None, "norm", 4),  # a custom rule without a report: measured
+        (ReportingRegressor(clip_rule=0.5), None, "norm", 4),  # a report without a post-clip norm: measured
     ],
 )
-def test_post_clip_norm_is_measured_again_only_when_it_cannot_be_derived(
-    monkeypatch, module, clip, algorithm, second_passes
-):
-    import src.callbacks.post_clip as post_clip
+def test_post_clip_norm_is_measured_only_when_it_is_not_known(monkeypatch, module, clip, algorithm, second_passes):
+    import src.callbacks.grad_norm as grad_norm
 
     calls = []
 
     def counted(pl_module):
         calls.append(1)
-        return layer_grad_norms(pl_module)
+        return grad_norms(pl_module)
 
-    monkeypatch.setattr(post_clip, "layer_grad_norms", counted)
+    monkeypatch.setattr(grad_norm, "grad_norms", counted)
     probe = GradientProbe()
     logger, _ = fit(
         [probe, GradNormMonitor()], 8, module=module, gradient_clip_val=clip, gradient_clip_algorithm=algorithm
@@ -267,7 +277,7 @@ def test_post_clip_norm_is_measured_again_only_when_it_cannot_be_derived(
 
 
 def test_layer_index_follows_a_model_that_changes():
-    from src.callbacks.grad_stats import layer_index
+    from src.grad_norms import layer_index
 
     net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
     assert layer_index(net).names == ["0", "1"]
