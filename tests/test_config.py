@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from src.config.preflight import check
 from src.config.validate import ConfigError
@@ -83,3 +86,60 @@ def test_clip_reaches_the_trainer(make_cfg):
     assert trainer.gradient_clip_val == 0.25 and trainer.gradient_clip_algorithm == "value"
     cfg = make_cfg("model=rnn", "clip=null")
     assert instantiate(cfg.trainer).gradient_clip_val is None
+
+
+def test_importing_gradlab_changes_no_process_wide_state():
+    # no module-registration hooks from the callbacks, no resolvers or schemas from src.config, until asked
+    code = textwrap.dedent(
+        """
+        import torch.nn.modules.module as m
+        from hydra.core.config_store import ConfigStore
+        from omegaconf import OmegaConf
+        hooks = lambda: (len(m._global_module_registration_hooks), len(m._global_parameter_registration_hooks))
+        before = hooks()
+        import src.callbacks, src.clipping, src.config, src.config.compose, src.config.preflight, src.train
+        assert hooks() == before, (before, hooks())
+        assert not OmegaConf.has_resolver("run_uid") and not OmegaConf.has_resolver("clip_label")
+        assert "train_schema.yaml" not in ConfigStore.instance().repo
+        src.config.register()
+        assert OmegaConf.has_resolver("run_uid") and "train_schema.yaml" in ConfigStore.instance().repo
+        print("clean")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "clean", proc.stderr[-2000:]
+
+
+CALLBACK_FILES = sorted(p.stem for p in (REPO / "conf" / "callbacks").glob("*.yaml"))
+
+
+def test_one_yaml_per_callback_composed_into_default_minimal_and_none(make_cfg):
+    sets = {"default", "minimal", "none"}
+    singles = [name for name in CALLBACK_FILES if name not in sets]
+    for name in singles:  # each file: one callback under its own name
+        node = OmegaConf.load(REPO / "conf" / "callbacks" / f"{name}.yaml")
+        assert list(node) == [name] and "_target_" in node[name], name
+    default = make_cfg("callbacks=default").callbacks
+    assert sorted(default) == singles
+    assert list(make_cfg("callbacks=minimal").callbacks) == ["model_checkpoint", "grad_norm", "divergence_guard"]
+    assert not make_cfg("callbacks=none").callbacks
+    assert default.histograms == OmegaConf.load(REPO / "conf" / "callbacks" / "histograms.yaml").histograms
+    # command-line overrides reach the composed callbacks
+    cfg = make_cfg("callbacks=default", "callbacks.histograms=null", "callbacks.divergence_guard.on_spike=skip")
+    assert cfg.callbacks.histograms is None and cfg.callbacks.divergence_guard.on_spike == "skip"
+
+
+def test_clip_presets_sweep_every_way_to_clip():
+    check(["-m", "experiment=clipping_comparison"])  # every job of the sweep composes and validates
+    presets = {
+        "none": (None, "norm", None, 0.0),
+        "norm": (1.0, "norm", None, 0.0),
+        "value": (1.0, "value", None, 0.0),
+        "layerwise": (None, "norm", "src.clipping.LayerwiseNormClip", 0.0),
+        "penalty": (None, "norm", None, 0.01),
+    }
+    for name, (clip, algorithm, rule, penalty) in presets.items():
+        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=["experiment=clipping_comparison", f"+clip_preset={name}"])
+        assert cfg.clip == clip and cfg.clip_algorithm.value == algorithm, name
+        assert OmegaConf.select(cfg, "clipping._target_") == rule and cfg.loss.grad_penalty == penalty, name
