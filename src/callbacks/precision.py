@@ -25,10 +25,8 @@ class GradScalerMonitor(Monitor):
     one on-device copy and comparison of the scale (a total needs every step); nothing without a GradScaler.
 
     Args:
-        every_n_steps: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
-
-    Raises:
-        ValueError: ``every_n_steps`` < 1.
+        every_n_steps: logging interval in optimizer steps (< 1 raises ValueError); None uses the Trainer's
+            ``log_every_n_steps``.
     """
 
     def __init__(self, every_n_steps: int | None = None) -> None:

@@ -29,10 +29,8 @@ class ThroughputLogger(Monitor):
     steps and samples on the host.
 
     Args:
-        every_n_steps: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
-
-    Raises:
-        ValueError: ``every_n_steps`` < 1.
+        every_n_steps: logging interval in optimizer steps (< 1 raises ValueError); None uses the Trainer's
+            ``log_every_n_steps``.
     """
 
     def __init__(self, every_n_steps: int | None = None) -> None:
