@@ -121,7 +121,8 @@ def test_one_yaml_per_callback_composed_into_default_minimal_and_none(make_cfg):
         assert list(node) == [name] and "_target_" in node[name], name
     default = make_cfg("callbacks=default").callbacks
     assert sorted(default) == singles
-    assert list(make_cfg("callbacks=minimal").callbacks) == ["model_checkpoint", "grad_norm", "divergence_guard"]
+    minimal = ["model_checkpoint", "preemption_sync", "grad_norm", "divergence_guard"]
+    assert list(make_cfg("callbacks=minimal").callbacks) == minimal
     assert not make_cfg("callbacks=none").callbacks
     assert default.histograms == OmegaConf.load(REPO / "conf" / "callbacks" / "histograms.yaml").histograms
     # command-line overrides reach the composed callbacks

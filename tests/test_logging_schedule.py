@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
+import lightning as L
 import pytest
+from hydra.utils import instantiate
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from src.callbacks import Monitor
+from src.callbacks import (
+    ActivationMonitor,
+    HistogramMonitor,
+    Monitor,
+    ThroughputLogger,
+    ThroughTimeMonitor,
+    WeightMonitor,
+)
 from src.loggers import StepRowWriter
-from src.train import train
+from src.models import GradLabModule
+from src.train import build_network, train
+from tests.telemetry_helpers import MemoryLogger
 
 
 def csv_rows(run_dir: str) -> list[dict[str, str]]:
@@ -77,3 +90,47 @@ def test_rows_of_one_step_merge_in_the_buffer_and_in_the_file(tmp_path):
         {"grad/a": "2.0", "step": "24", "train/loss": "0.5", "val/loss": "0.4"},
         {"grad/a": "3.0", "step": "49", "train/loss": "", "val/loss": ""},
     ]
+
+
+class CountOps(TorchDispatchMode):
+    """Counts every ATen operator call, per optimizer step (set by ``StepOf``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step = -1
+        self.ops: Counter[int] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[self.step] += 1
+        return func(*args, **(kwargs or {}))
+
+
+class StepOf(L.Callback):
+    def __init__(self, mode: CountOps) -> None:
+        self.mode = mode
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.mode.step = trainer.global_step
+
+
+def test_monitors_that_only_log_do_nothing_on_other_steps(make_cfg):
+    # the same 8 steps with and without the monitors that act on logging steps only (every 4: steps 0, 3, 7):
+    # every other step runs exactly the same tensor operations
+    def ops_per_step(monitors: list[L.Callback]) -> Counter[int]:
+        cfg = make_cfg("trainer.max_steps=8", "trainer.log_every_n_steps=4")
+        dm = instantiate(cfg.data)
+        module = GradLabModule(build_network(cfg.model, dm.task), dm.task, instantiate(cfg.optimizer))
+        mode = CountOps()
+        trainer = instantiate(cfg.trainer, logger=MemoryLogger(), callbacks=[StepOf(mode), *monitors])
+        with mode:
+            trainer.fit(module, datamodule=dm)
+        return mode.ops
+
+    quiet = ops_per_step([])
+    monitors = [WeightMonitor(), ActivationMonitor(), HistogramMonitor(), ThroughTimeMonitor(), ThroughputLogger()]
+    watched = ops_per_step(monitors)
+    for step in range(8):
+        if step in (0, 3, 7):
+            assert watched[step] > quiet[step], step  # they did their work here
+        else:
+            assert watched[step] == quiet[step], step
