@@ -63,6 +63,7 @@ def build_module(cfg: DictConfig, task: Task) -> GradLabModule:
         network, task, optimizer, scheduler, clipper=clipper, grad_penalty=loss.grad_penalty, z_loss=loss.z_loss
     )
 
+
 def cpu_fp16_precision(trainer_cfg: DictConfig) -> dict[str, Any]:
     """Trainer arguments that keep ``precision=16-mixed`` fp16 on a CPU.
 

@@ -24,13 +24,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from src.callbacks.emit import check_interval, emit, is_logging_step
+from src.callbacks.schedule import Monitor
 
 
 def attention_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -67,9 +66,9 @@ class _Running:
         self.count += count
 
 
-class AttentionMonitor(Callback):
-    """At every ``every_n_steps``-th optimizer step (None: the Trainer's ``log_every_n_steps``) logs, from that
-    step's training forward pass (every micro-batch of it):
+class AttentionMonitor(Monitor):
+    """On the logging steps of ``src.callbacks.schedule`` (step 0 included) logs, from that step's training
+    forward pass (every micro-batch of it):
 
     - ``attn/logit_max/<module>``: the largest attention logit of each attention module (over batch, heads and
       unmasked query-key pairs);
@@ -89,7 +88,7 @@ class AttentionMonitor(Callback):
     """
 
     def __init__(self, every_n_steps: int | None = None) -> None:
-        self.every_n_steps = check_interval(every_n_steps)
+        super().__init__(every_n_steps)
         self._handles: list[RemovableHandle] = []
         self._modules: list[nn.Module] = []
         self._layers: dict[str, _Running] = {}
@@ -129,8 +128,8 @@ class AttentionMonitor(Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        step = trainer.global_step  # the optimizer step this micro-batch contributes to
-        if not trainer.is_global_zero or not is_logging_step(step, self.every_n_steps or trainer.log_every_n_steps):
+        step = self.upcoming_step(trainer)  # the optimizer step this micro-batch contributes to
+        if not trainer.is_global_zero or not self.logs_at(trainer, step):
             return
         if not self._handles:
             found = attention_modules(pl_module)
@@ -170,7 +169,7 @@ class AttentionMonitor(Callback):
             # unbiased, as torch.std, from the float64 sums of every micro-batch
             metrics["logits/std"] = ((out.sum_sq - out.count * mean.square()) / (out.count - 1)).clamp_min(0).sqrt()
         self._layers, self._output = {}, _Running()
-        emit(trainer, metrics, self._step)
+        self.emit(trainer, metrics, self._step)
 
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
