@@ -17,11 +17,10 @@ from typing import Any
 
 import lightning as L
 from torch import Tensor, nn
-from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from src.callbacks.schedule import Monitor, loss_scale
+from src.callbacks.schedule import ForwardRecorder, loss_scale
 from src.grad_norms import layers, squared_norm
 
 
@@ -55,7 +54,7 @@ class _Moments:
         self.delta_sq = sq if self.delta_sq is None else self.delta_sq + sq
 
 
-class ActivationMonitor(Monitor):
+class ActivationMonitor(ForwardRecorder):
     """On the logging steps of ``src.callbacks.schedule`` (step 0 included) logs, for every layer
     (src/grad_norms.py: a module that owns parameters, the names of ``grad/layer/...``; its first output if
     it returns a tuple, e.g. an RNN's sequence):
@@ -80,8 +79,6 @@ class ActivationMonitor(Monitor):
         self._handles: list[RemovableHandle] = []
         self._moments: dict[str, _Moments] = {}
         self._recording = False
-        self._stepped = False
-        self._step = -1
         self._scale: Tensor | None = None
 
     def _forward_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
@@ -96,46 +93,31 @@ class ActivationMonitor(Monitor):
 
         return hook
 
-    def _remove_hooks(self) -> None:
+    @override
+    def start(self, pl_module: L.LightningModule) -> bool:
+        self._moments = {}
+        self._handles = [
+            layer.module.register_forward_hook(self._forward_hook(layer.name)) for layer in layers(pl_module)
+        ]
+        return True
+
+    @override
+    def record(self, flag: bool) -> None:
+        self._recording = flag
+
+    @override
+    def stop(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        self._recording = False
 
     @override
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        step = self.upcoming_step(trainer)
-        if not trainer.is_global_zero or not self.logs_at(trainer, step):
-            return
-        if not self._handles:
-            self._step, self._moments = step, {}
-            self._handles = [
-                layer.module.register_forward_hook(self._forward_hook(layer.name)) for layer in layers(pl_module)
-            ]
-        self._recording = True
-
-    @override
-    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._recording = False
-
-    @override
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
-        if not self._handles:
-            return
-        self._stepped = True
+    def before_update(self, trainer: L.Trainer) -> None:
         scale = loss_scale(trainer)  # the scale this step's backward used (the scaler updates it after the step)
         self._scale = None if scale is None else scale.detach().clone()
 
     @override
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if not self._stepped:  # not a logging step, or still accumulating micro-batches of this step
-            return
-        self._stepped = False
-        self._remove_hooks()
+    def collect(self) -> dict[str, Tensor | float]:
         scale, self._scale = self._scale, None
         metrics: dict[str, Tensor | float] = {}
         for name, m in self._moments.items():
@@ -147,8 +129,4 @@ class ActivationMonitor(Monitor):
                 delta = m.delta_sq.sqrt()
                 metrics[f"delta/layer/{name}"] = delta / scale if scale is not None else delta
         self._moments = {}
-        self.emit(trainer, metrics, self._step)
-
-    @override
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._remove_hooks()  # a run stopped in the middle of a logging step leaves no hook behind
+        return metrics

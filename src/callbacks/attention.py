@@ -25,11 +25,10 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from src.callbacks.schedule import Monitor
+from src.callbacks.schedule import ForwardRecorder
 
 
 def attention_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -66,7 +65,7 @@ class _Running:
         self.count += count
 
 
-class AttentionMonitor(Monitor):
+class AttentionMonitor(ForwardRecorder):
     """On the logging steps of ``src.callbacks.schedule`` (step 0 included) logs, from that step's training
     forward pass (every micro-batch of it):
 
@@ -93,8 +92,6 @@ class AttentionMonitor(Monitor):
         self._modules: list[nn.Module] = []
         self._layers: dict[str, _Running] = {}
         self._output = _Running()
-        self._stepped = False
-        self._step = -1
 
     def _layer_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -112,51 +109,32 @@ class AttentionMonitor(Monitor):
         out = output.detach().to(torch.float32 if output.device.type == "mps" else torch.float64)  # no f64 on MPS
         self._output.add(out.abs().max(), out.sum(), out.numel(), out.square().sum())
 
-    def _record(self, flag: bool) -> None:
+    @override
+    def start(self, pl_module: L.LightningModule) -> bool:
+        found = attention_modules(pl_module)
+        if not found:
+            return False  # no attention in this model: nothing to record
+        self._layers, self._output = {}, _Running()
+        self._modules = [m for _, m in found]
+        self._handles = [m.register_forward_hook(self._layer_hook(n)) for n, m in found]
+        self._handles.append(pl_module.register_forward_hook(self._output_hook))
+        return True
+
+    @override
+    def record(self, flag: bool) -> None:
         for module in self._modules:
             module.record_attention = flag
             if not flag:
                 module.attention_logits = None
 
-    def _stop(self) -> None:
-        self._record(False)
+    @override
+    def stop(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles, self._modules = [], []
 
     @override
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        step = self.upcoming_step(trainer)  # the optimizer step this micro-batch contributes to
-        if not trainer.is_global_zero or not self.logs_at(trainer, step):
-            return
-        if not self._handles:
-            found = attention_modules(pl_module)
-            if not found:
-                return  # no attention in this model: nothing to record
-            self._step, self._layers, self._output = step, {}, _Running()
-            self._modules = [m for _, m in found]
-            self._handles = [m.register_forward_hook(self._layer_hook(n)) for n, m in found]
-            self._handles.append(pl_module.register_forward_hook(self._output_hook))
-        self._record(True)
-
-    @override
-    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(False)  # later passes (validation, other callbacks' diagnostics) are not this step's
-
-    @override
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
-        self._stepped = bool(self._handles)
-
-    @override
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if not self._stepped:  # not a logging step, or still accumulating micro-batches of this step
-            return
-        self._stepped = False
-        self._stop()
+    def collect(self) -> dict[str, Tensor | float]:
         metrics: dict[str, Tensor | float] = {}
         for name, layer in self._layers.items():
             if layer.max is not None and layer.sum is not None:
@@ -169,8 +147,4 @@ class AttentionMonitor(Monitor):
             # unbiased, as torch.std, from the float64 sums of every micro-batch
             metrics["logits/std"] = ((out.sum_sq - out.count * mean.square()) / (out.count - 1)).clamp_min(0).sqrt()
         self._layers, self._output = {}, _Running()
-        self.emit(trainer, metrics, self._step)
-
-    @override
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop()  # a run stopped in the middle of a logging step leaves no hook or flag behind
+        return metrics

@@ -29,6 +29,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
+from torch.optim import Optimizer
+from typing_extensions import override
 
 
 def check_interval(every_n_steps: int | None) -> int | None:
@@ -111,3 +113,82 @@ class Monitor(Callback):
         """``emit``: one host transfer, every logger, rank 0. (Not ``log``: Lightning sets every callback's
         ``log`` to the LightningModule's ``self.log`` when a fit starts.)"""
         return emit(trainer, metrics, step)
+
+
+class ForwardRecorder(Monitor):
+    """A Monitor that records inside a logging step's training forward and backward passes (every micro-batch
+    of the step), and logs once the optimizer has stepped. Outside logging steps it has no hook at all.
+
+    Recording runs from ``on_train_batch_start`` to ``on_after_backward`` of each micro-batch, so a later
+    forward pass (validation, ThroughTimeMonitor's diagnostic pass) is not counted. Subclasses implement
+    ``start`` (install hooks; False: nothing to record in this model), ``record(flag)``, ``stop`` (remove the
+    hooks), ``collect`` (the step's metrics) and, if they need it, ``before_update``. Rank 0 only.
+
+    Args:
+        every_n_steps: logging interval in optimizer steps; None uses the Trainer's ``log_every_n_steps``.
+    """
+
+    def __init__(self, every_n_steps: int | None = None) -> None:
+        super().__init__(every_n_steps)
+        self._active = False  # hooks installed for the logging step self._step
+        self._stepped = False
+        self._step = -1
+
+    def start(self, pl_module: L.LightningModule) -> bool:
+        raise NotImplementedError
+
+    def record(self, flag: bool) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def collect(self) -> dict[str, Tensor | float]:
+        raise NotImplementedError
+
+    def before_update(self, trainer: L.Trainer) -> None:
+        """Called once the step's backward passes are done, before clipping and the update."""
+
+    def _finish(self) -> None:
+        if self._active:
+            self.record(False)
+            self.stop()
+            self._active = False
+
+    @override
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        step = self.upcoming_step(trainer)  # the optimizer step this micro-batch contributes to
+        if not trainer.is_global_zero or not self.logs_at(trainer, step):
+            return
+        if not self._active:
+            if not self.start(pl_module):
+                return
+            self._active, self._step = True, step
+        self.record(True)
+
+    @override
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._active:
+            self.record(False)
+
+    @override
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
+        if self._active:
+            self._stepped = True
+            self.before_update(trainer)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self._stepped:  # not a logging step, or still accumulating micro-batches of this step
+            return
+        self._stepped = False
+        self._finish()
+        self.emit(trainer, self.collect(), self._step)
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._finish()  # a run stopped in the middle of a logging step leaves no hook or flag behind
