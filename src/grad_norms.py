@@ -201,7 +201,7 @@ class GradStats:
 def grad_norms(module: nn.Module, step: int = -1) -> GradStats:
     """Per-layer and total 2-norms of the current ``.grad`` tensors of ``module``, without a host sync."""
     index = layer_index(module)
-    grads = [p.grad if p.grad is not None else None for p in index.params]
+    grads = [p.grad for p in index.params]
     present = [g for g in grads if g is not None]
     if not present:
         zero = torch.zeros(len(index.names))
