@@ -62,6 +62,20 @@ class FixedGradient(nn.Module):
         return x * (w * self.g).sum()  # (B, 1)
 
 
+def fit_on_ones(module: GradLabModule, callbacks: list[L.Callback], max_steps: int, **trainer_kwargs) -> None:
+    """Train ``module`` on the input x = 1 (FixedGradient's loss then has exactly its gradients)."""
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **trainer_kwargs,
+    )
+    trainer.fit(module, DataLoader(TensorDataset(torch.ones(1, 1), torch.zeros(1, 1)), batch_size=1))
+
+
 def clip_through_the_one_path(
     *gradients: list[float], clip: float | None = None, algorithm: str = "norm", rule=None
 ) -> tuple[list[list[float]], dict[str, float]]:
@@ -75,18 +89,9 @@ def clip_through_the_one_path(
     task = ScalarSignal().task
     sgd = functools.partial(torch.optim.SGD, lr=0.0)
     module = GradLabModule(FixedGradient(*gradients), task, sgd, clipper=rule)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        gradient_clip_val=clip,
-        gradient_clip_algorithm=algorithm,
-        logger=logger,
-        callbacks=[probe, GradNormMonitor()],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    fit_on_ones(
+        module, [probe, GradNormMonitor()], 1, logger=logger, gradient_clip_val=clip, gradient_clip_algorithm=algorithm
     )
-    trainer.fit(module, DataLoader(TensorDataset(torch.ones(1, 1), torch.zeros(1, 1)), batch_size=1))
     return probe.grads, logger.steps[0]
 
 
@@ -229,16 +234,7 @@ def test_a_step_without_gradients_leaves_the_history_alone(make_rule):
     rule, skip, record = make_rule(), SkipStep(), Record()
     sgd = functools.partial(torch.optim.SGD, lr=0.01)
     module = GradLabModule(FixedGradient([3.0, 4.0]), ScalarSignal().task, sgd, clipper=rule)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=5,
-        callbacks=[skip, record],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, DataLoader(TensorDataset(torch.ones(1, 1), torch.zeros(1, 1)), batch_size=1))
+    fit_on_ones(module, [skip, record], 5, logger=False)
     assert record.reports[3] == ClipReport(3)  # nothing rewritten, no metrics
     for key, value in record.states[2].items():  # the skipped step left the rule's state as it was
         torch.testing.assert_close(record.states[3][key], value, equal_nan=True)
