@@ -16,11 +16,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
+from src.analysis.diagnosis import diagnose, report
+from src.analysis.runs import load_run
 from src.callbacks import DivergenceGuard, FiniteModelCheckpoint
 from src.console import guard_lines
-from src.diagnosis import diagnose, report
 from src.models import GradLabModule
-from src.reproduce.runs import load_run
 from src.train import build_network, train
 from tests.conftest import REPO
 from tests.wandb_runs import offline_run

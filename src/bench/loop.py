@@ -217,7 +217,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sections", nargs="+", default=["efficiency", "scaling"], choices=["efficiency", "scaling"])
     parser.add_argument("--sizes", nargs="+", default=["default", "tiny"], choices=list(SIZES), help="efficiency sizes")
     add_device_argument(parser)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: see suite.py's reason)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: see src/reproduce.py)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     args.device = bench_device(parser, args.device)

@@ -37,7 +37,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from src.reproduce.runs import load_run
+from src.analysis.runs import load_run
 
 MIN_NORMS = 10  # fewer finite pre-divergence norms than this are no distribution to take a percentile of
 CLIP_PERCENTILE = 90
