@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 
 from src.models import GradLabModule
-from src.train import build_network
+from src.build import build_network
 
 
 class MemoryLogger(Logger):

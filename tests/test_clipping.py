@@ -10,11 +10,12 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from src.build import build_network
 from src.clipping import AdaptiveGradClip, AutoClip, GlobalNormClip, LayerwiseNormClip, ValueClip, ZClip
 from src.config.preflight import check
 from src.config.validate import ConfigError
 from src.models import GradLabModule
-from src.train import build_network, train
+from src.train import train
 from tests.telemetry_helpers import MemoryLogger
 
 

@@ -18,10 +18,11 @@ from torch import nn
 
 from src.analysis.diagnosis import diagnose, report
 from src.analysis.runs import load_run
+from src.build import build_network
 from src.callbacks import DivergenceGuard, FiniteModelCheckpoint
 from src.console import guard_lines
 from src.models import GradLabModule
-from src.train import build_network, train
+from src.train import train
 from tests.conftest import REPO
 from tests.wandb_runs import offline_run
 

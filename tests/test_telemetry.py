@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 
+from src.build import build_network
 from src.callbacks import (
     GradNormMonitor,
     HistogramMonitor,

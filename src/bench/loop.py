@@ -43,9 +43,10 @@ from src.bench._device import (
     peak_memory_mib,
     reset_peak_memory,
 )
+from src.build import build_network
 from src.config.compose import compose_run
 from src.models.module import GradLabModule
-from src.train import build_network, train
+from src.train import train
 
 SIZES: dict[str, list[str]] = {
     "default": [],  # conf/train.yaml as it is: LSTM hidden 64, adding T = 50, batch 64

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from src.analysis.formatting import clip_label
 from src.config.schema import register_schemas
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -19,13 +20,6 @@ RUN_UID = f"{os.getpid():x}{secrets.token_hex(2)}"
 register_schemas()
 if not OmegaConf.has_resolver("run_uid"):
     OmegaConf.register_new_resolver("run_uid", lambda: RUN_UID)
-
-
-def clip_label(clip: float | None, rule: str | None = None) -> str:
-    """How a run's name says what clipped it: the rule's name, clip<value> (Lightning), or noclip."""
-    if rule and rule != "none":
-        return str(rule)
-    return "noclip" if clip is None else f"clip{clip}"
 
 
 if not OmegaConf.has_resolver("clip_label"):
