@@ -431,4 +431,4 @@ def test_guard_bench_runs(capsys):  # smoke: four 4-step fits of the RNN and the
 
     assert main(["--repeats", "1", "--steps", "3", "--warmup", "1", "--models", "rnn"]) == 0
     out = capsys.readouterr().out
-    assert "rnn    guard+grad_norm" in out and "rnn    norms" in out and "| decision" in out
+    assert "| rnn | guard+grad_norm |" in out and "| model | norms_ms | decision_ms |" in out
