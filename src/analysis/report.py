@@ -114,6 +114,12 @@ def task_text(run: Run) -> str:
     return f"{task} T = {seq_len} flattened (trivial baseline: {rule})"
 
 
+def mlp_setup(run: Run, training: str) -> str:
+    """The deep-MLP experiments' setting in one sentence; ``training`` names the init and optimizer."""
+    depth, width, steps = (run.cfg(k) for k in ("model.depth", "model.width", "trainer.max_steps"))
+    return f"Depth {depth}, width {width}, {training}, no clipping, {steps} steps, {task_text(run)}."
+
+
 MLP_COLUMNS = "‖∇W‖ layer 1 (step 0) | ‖∇W‖ head (step 0) | ratio | final val loss | best val loss | final val acc"
 
 
@@ -177,9 +183,8 @@ def init_section(runs: list[Run], docs: Path) -> list[str]:
 def norm_residual_section(runs: list[Run], docs: Path) -> list[str]:
     r0 = runs[0]
     out = [
-        f"Depth {r0.cfg('model.depth')}, width {r0.cfg('model.width')}, He init, relu, Adam lr "
-        f"{r0.cfg('optimizer.lr')}, no clipping, {r0.cfg('trainer.max_steps')} steps, {task_text(r0)}. "
-        "`residual=true` is the ResNet-style block h ← h + f(h).",
+        mlp_setup(r0, f"He init, relu, Adam lr {r0.cfg('optimizer.lr')}")
+        + " `residual=true` is the ResNet-style block h ← h + f(h).",
         "",
     ]
     runs = sorted(runs, key=lambda r: (not r.cfg("model.residual"), str(r.cfg("model.norm"))))
@@ -191,10 +196,9 @@ def norm_residual_section(runs: list[Run], docs: Path) -> list[str]:
 
 def activations_section(runs: list[Run], docs: Path) -> list[str]:
     r0 = runs[0]
+    sgd = f"SGD lr {r0.cfg('optimizer.lr')} momentum {r0.cfg('optimizer.momentum')}"
     out = [
-        f"Depth {r0.cfg('model.depth')}, width {r0.cfg('model.width')}, He-style init with each activation's gain, "
-        f"SGD lr {r0.cfg('optimizer.lr')} momentum {r0.cfg('optimizer.momentum')}, no clipping, "
-        f"{r0.cfg('trainer.max_steps')} steps, {task_text(r0)}.",
+        mlp_setup(r0, f"He-style init with each activation's gain, {sgd}"),
         "",
         mlp_table(runs, ["model.activation"], "activation"),
     ]
