@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from src.analysis.formatting import fmt, markdown_table
+from src.analysis.runs import hydra_overrides
 from src.console import wide_console
 
 OBJECTIVE = "val/loss"
@@ -50,10 +51,7 @@ def _job_number(job_dir: Path, default: int) -> int:
 
 def _overrides(job_dir: Path) -> dict[str, str]:
     """The job's overrides as Hydra recorded them, key -> value text (what the sweeper wrote: ``f"{k}={v}"``)."""
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return {}
-    parsed = OverridesParser.create().parse_overrides([str(o) for o in OmegaConf.load(path)])
+    parsed = OverridesParser.create().parse_overrides(hydra_overrides(job_dir) or [])
     return {o.key_or_group: o.get_value_element_as_str() for o in parsed}
 
 

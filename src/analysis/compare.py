@@ -12,12 +12,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from src.analysis import criteria
 from src.analysis.formatting import MISSING, fmt, markdown_table
 from src.analysis.plots import grad_norm_plot, layer_profiles, loss_curves, through_time_plot
-from src.analysis.runs import Run, natural_key
+from src.analysis.runs import Run, hydra_overrides, natural_key
 
 COLUMNS = [
     "run",
@@ -41,12 +39,6 @@ def label(run: Run) -> str:
     return name if rule == "none" or run.clip_label in name else f"{name} [{run.clip_label}]"
 
 
-def _overrides(run: Run) -> list[str] | None:
-    """The command-line overrides Hydra recorded for this run (absent for W&B runs and direct train() calls)."""
-    path = run.run_dir / ".hydra" / "overrides.yaml"
-    return [str(o) for o in OmegaConf.load(path)] if path.exists() else None
-
-
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(node, dict):
         return {prefix: node}
@@ -58,7 +50,7 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def _differences(runs: list[Run]) -> list[str]:
     """What tells these runs apart: the overrides they do not share, else the config values that differ."""
-    overrides = [_overrides(r) for r in runs]
+    overrides = [hydra_overrides(r.run_dir) for r in runs]
     if all(o is not None for o in overrides):
         shared = set.intersection(*(set(o) for o in overrides if o is not None))
         return [" ".join(x for x in o or [] if x not in shared) for o in overrides]

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from src.analysis.formatting import clip_label
 
 
@@ -108,6 +110,12 @@ class Run:
     def first_step_below(self, key: str, threshold: float) -> int | None:
         """The first logged step at which ``key`` is below ``threshold`` (steps-to-solve)."""
         return next((s for s, v in self.curve(key) if math.isfinite(v) and v < threshold), None)
+
+
+def hydra_overrides(run_dir: Path) -> list[str] | None:
+    """The command-line overrides Hydra recorded for a run (None: a W&B run or a direct ``train(cfg)`` call)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.exists() else None
 
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
