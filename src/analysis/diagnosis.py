@@ -23,6 +23,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from src.analysis.formatting import clip_label
 from src.analysis.runs import load_run
 
 MIN_NORMS = 10  # fewer finite pre-divergence norms than this are no distribution to take a percentile of
@@ -82,8 +83,7 @@ def _nonfinite_evidence(divergence: dict[str, Any] | None, record: dict[str, Any
             parts.append(
                 "total norm over the last recorded steps: " + ", ".join(f"{g:.3g} (step {s})" for s, g in lead[-5:])
             )
-    clip = divergence.get("clip")
-    parts.append("no clipping" if clip is None else f"clip {clip} ({divergence.get('clip_algorithm')})")
+    parts.append(f"clipping: {clip_label(divergence.get('clip'), None, divergence.get('clip_algorithm', 'norm'))}")
     return "; ".join(parts)
 
 

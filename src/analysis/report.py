@@ -281,7 +281,7 @@ def clip_section(runs: list[Run], docs: Path) -> list[str]:
         rows.append([str(clip), fmt(ratio, 3), *steps, *(fmt(x, 3) for x in norms), status_text(run)])
     header = "clip | clip / mean unclipped ‖g‖ | steps to < 0.1× baseline | steps to < 0.01× baseline | final val MSE"
     out.append(markdown_table(header + " | clipped fraction | mean ‖g‖ | max ‖g‖ | status", rows))
-    curves = [(f"clip={r.summary.get('clip')}", r) for r in runs]
+    curves = [(r.clip_label, r) for r in runs]
     img = loss_curves({"validation MSE": curves}, "val/loss", docs / "img" / "clip_sweep.png")
     return [*out, "", image("validation loss", img, docs)]
 
