@@ -96,7 +96,7 @@ def summarize(
     return summary
 
 
-def write(summary: dict[str, Any]) -> Path:
+def write_summary(summary: dict[str, Any]) -> Path:
     """summary.json in the run directory (rank 0 only)."""
     path = Path(summary["run_dir"]) / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,15 +13,33 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig
 
-from src import summary as record
 from src import wandb_run
 from src.build import Parts, build
 from src.config.validate import validate
 from src.console import print_config_tree, print_run_summary
+from src.summary import resolved_config, summarize, write_summary
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items())}
+
+
+def announce(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
+    """Print the config tree and hand the resolved config to every logger; returns that config."""
+    config = resolved_config(cfg, parts)
+    if parts.trainer.is_global_zero:
+        print_config_tree(cfg)
+        wandb_run.define_summaries(parts.loggers)
+    for logger in parts.loggers:
+        logger.log_hyperparams(config)
+    return config
+
+
+def fit(parts: Parts, ckpt_path: str | None) -> float:
+    """Train (resuming from ``ckpt_path`` if given); returns the wall time of the fit."""
+    start = time.perf_counter()
+    parts.trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path)
+    return time.perf_counter() - start
 
 
 def evaluate(parts: Parts, test: bool) -> dict[str, float]:
@@ -36,31 +54,31 @@ def evaluate(parts: Parts, test: bool) -> dict[str, float]:
     return metrics
 
 
+def record(
+    cfg: DictConfig, parts: Parts, config: dict[str, Any], wall: float, metrics: dict[str, float]
+) -> dict[str, Any]:
+    """The run summary: into the W&B summary, summary.json and the console (rank 0); the loggers finalized."""
+    summary = summarize(cfg, parts, config, wall, metrics)
+    is_global_zero = parts.trainer.is_global_zero
+    if is_global_zero:  # ranks > 0 hold Lightning's dummy W&B experiment
+        wandb_run.record_summary(parts.loggers, summary)
+    for logger in parts.loggers:
+        logger.finalize("success")
+    if is_global_zero:
+        write_summary(summary)
+        print_run_summary(summary)
+    return summary
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, evaluate and record one run; returns the run summary (also written to summary.json)."""
     validate(cfg)
     L.seed_everything(cfg.seed, workers=True)
     parts = build(cfg)
-    trainer = parts.trainer
-    config = record.resolved_config(cfg, parts)
-    if trainer.is_global_zero:
-        print_config_tree(cfg)
-        wandb_run.define_summaries(parts.loggers)
-    for logger in parts.loggers:
-        logger.log_hyperparams(config)
+    config = announce(cfg, parts)
     try:
-        start = time.perf_counter()
-        trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=cfg.ckpt_path)
-        wall = time.perf_counter() - start
+        wall = fit(parts, cfg.ckpt_path)
         metrics = evaluate(parts, cfg.test)
-        summary = record.summarize(cfg, parts, config, wall, metrics)
-        if trainer.is_global_zero:  # ranks > 0 hold Lightning's dummy W&B experiment
-            wandb_run.record_summary(parts.loggers, summary)
-        for logger in parts.loggers:
-            logger.finalize("success")
-        if trainer.is_global_zero:
-            record.write(summary)
-            print_run_summary(summary)
-        return summary
+        return record(cfg, parts, config, wall, metrics)
     finally:
         wandb_run.finish()
