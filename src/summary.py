@@ -19,6 +19,7 @@ from src.analysis import criteria
 from src.build import Parts
 from src.callbacks.grad_stats import parameter_layers
 from src.environment import run_environment
+from src.preemption import was_interrupted
 
 
 def resolved_config(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
@@ -30,10 +31,13 @@ def resolved_config(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
 
 
 def run_status(trainer: L.Trainer) -> str:
-    """completed: the step or epoch budget was used up; stopped_early: something set should_stop before that.
+    """completed: the step or epoch budget was used up; stopped_early: something set should_stop before that;
+    interrupted: SIGTERM stopped the training or its final evaluation (src/preemption.py).
 
     (A guard divergence overrides this with "diverged" through its run_totals().)
     """
+    if was_interrupted(trainer):
+        return "interrupted"
     if trainer.max_steps >= 0 and trainer.global_step >= trainer.max_steps:
         return "completed"
     max_epochs = trainer.max_epochs
@@ -89,6 +93,9 @@ def summarize(
         "layer_order": [layer.name for layer in parameter_layers(parts.module)],
         "samples_per_s": (steps_per_s or 0) * cfg.data.batch_size * trainer.world_size,
     }
+    if summary["status"] == "interrupted":  # where to resume: Lightning's checkpoint callback's last.ckpt
+        last = getattr(trainer.checkpoint_callback, "last_model_path", None)
+        summary["resume_from"] = str(last) if last and Path(last).exists() else None
     steps = summary.get("optimizer_steps") or summary["steps"]
     if summary.get("steps_clipped") is not None and steps:
         summary["clipped_fraction"] = summary["steps_clipped"] / steps

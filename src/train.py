@@ -7,16 +7,19 @@ W&B summary, the console) -> the W&B run finished in a finally, so the next job 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from src import wandb_run
 from src.build import Parts, build
 from src.config.validate import validate
 from src.console import print_config_tree, print_run_summary
+from src.preemption import was_interrupted
 from src.summary import resolved_config, summarize, write_summary
 
 
@@ -36,20 +39,24 @@ def announce(cfg: DictConfig, parts: Parts) -> dict[str, Any]:
 
 
 def fit(parts: Parts, ckpt_path: str | None) -> float:
-    """Train (resuming from ``ckpt_path`` if given); returns the wall time of the fit."""
+    """Train (resuming from ``ckpt_path`` if given); returns the wall time of the fit. A SIGTERM ends it at a
+    step boundary with last.ckpt saved (src/preemption.py): the run goes on to be recorded as interrupted."""
     start = time.perf_counter()
-    parts.trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path)
+    with contextlib.suppress(SIGTERMException):
+        parts.trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path)
     return time.perf_counter() - start
 
 
 def evaluate(parts: Parts, test: bool) -> dict[str, float]:
-    """The final weights scored on the fixed validation set (and test set), merged over fit's last metrics."""
+    """The final weights scored on the fixed validation set (and test set), merged over fit's last metrics;
+    skipped after fast_dev_run, and from the SIGTERM on (in training or in an evaluation's last batch)."""
     trainer = parts.trainer
     metrics = _floats(trainer.callback_metrics)
-    if trainer.fast_dev_run:
-        return metrics
     for stage in (trainer.validate, trainer.test) if test else (trainer.validate,):
-        stage(parts.module, datamodule=parts.datamodule, verbose=False)
+        if trainer.fast_dev_run or was_interrupted(trainer):
+            break
+        with contextlib.suppress(SIGTERMException):  # a SIGTERM in the last batch: recorded as interrupted
+            stage(parts.module, datamodule=parts.datamodule, verbose=False)
         metrics.update(_floats(trainer.callback_metrics))
     return metrics
 
@@ -76,9 +83,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     parts = build(cfg)
     config = announce(cfg, parts)
+    summary: dict[str, Any] = {}
     try:
         wall = fit(parts, cfg.ckpt_path)
         metrics = evaluate(parts, cfg.test)
-        return record(cfg, parts, config, wall, metrics)
+        summary = record(cfg, parts, config, wall, metrics)
+        return summary
     finally:
-        wandb_run.finish()
+        wandb_run.finish(summary.get("status"))
