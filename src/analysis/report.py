@@ -21,7 +21,7 @@ from src.analysis import published as pub
 from src.analysis.compare import compare
 from src.analysis.formatting import fmt, markdown_table
 from src.analysis.plots import layer_profiles, loss_curves
-from src.analysis.runs import Run, collect, load_sweep
+from src.analysis.runs import Run, collect
 from src.environment import cpu_name
 from src.reproduce import EXPERIMENTS
 
@@ -401,9 +401,9 @@ SECTIONS: dict[str, Section] = {
 }
 
 
-def compare_links(sweep_dir: Path, docs: Path, name: str) -> str:
+def compare_links(runs: list[Run], sweep_dir: Path, docs: Path, name: str) -> str:
     """scripts/compare.py's plots and table for one experiment's sweep, under docs/img/NAME/, as links."""
-    written = compare(collect([sweep_dir]), docs / "img" / name)
+    written = compare(runs, docs / "img" / name)
     links = " · ".join(f"[{kind.replace('_', ' ')}]({os.path.relpath(path, docs)})" for kind, path in written.items())
     return f"All runs through `python scripts/compare.py {sweep_dir}`: {links}."
 
@@ -441,10 +441,10 @@ def build_report(root: Path, docs: Path) -> Path:
         "",
     ]
     for i, exp in enumerate(EXPERIMENTS, 1):
-        runs = load_sweep(root / exp.name)
+        runs = collect([root / exp.name])
         lines += [f"## {i}. {exp.title}", "", f"`python scripts/train.py -m experiment={exp.name}`", ""]
         if runs:
-            lines += [*SECTIONS[exp.name](runs, docs), "", compare_links(root / exp.name, docs, exp.name), ""]
+            lines += [*SECTIONS[exp.name](runs, docs), "", compare_links(runs, root / exp.name, docs, exp.name), ""]
         else:
             lines += ["(not run)", ""]
     docs.mkdir(parents=True, exist_ok=True)

@@ -139,19 +139,9 @@ def load_run(run_dir: Path) -> Run | None:
     return Run(run_dir, json.loads(summary_path.read_text()), read_metrics(run_dir / "csv" / "metrics.csv"))
 
 
-def load_sweep(sweep_dir: Path) -> list[Run]:
-    """Every finished job of a multirun directory, in job order (the ``<num>_<name>`` subdirectories)."""
-    if not sweep_dir.is_dir():
-        return []
-    jobs = sorted(
-        (d for d in sweep_dir.iterdir() if d.is_dir() and d.name.split("_")[0].isdigit()),
-        key=lambda d: int(d.name.split("_")[0]),
-    )
-    return [run for run in (load_run(d) for d in jobs) if run is not None]
-
-
 def collect(paths: list[Path]) -> list[Run]:
-    """Run directories as given; any other directory (a multirun, a sweep) expands to every run below it."""
+    """Run directories as given; any other directory (a multirun, a sweep) expands to every run below it, in job
+    order (``2_name`` before ``10_name``)."""
     runs: list[Run] = []
     for path in paths:
         found = [path / "summary.json"] if (path / "summary.json").exists() else path.rglob("summary.json")
