@@ -81,6 +81,15 @@ def loss_curves(
     return save(fig, path, bottom=0.22 if relative else 0.0)
 
 
+def labelled(fig: plt.Figure, ax: plt.Axes, xlabel: str, ylabel: str, path: Path) -> Path:
+    """One panel's axis labels, grid and legend, then the figure saved."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return save(fig, path)
+
+
 def grad_norm_plot(runs: list[tuple[str, Run]], path: Path) -> Path | None:
     """The largest pre-clip total norm of each logging window, per run, on a log scale (a one-step spike between
     two logged steps is in it); None when no run logged it (no gradient monitor)."""
@@ -94,11 +103,7 @@ def grad_norm_plot(runs: list[tuple[str, Run]], path: Path) -> Path | None:
             ax.semilogy([s for s, _ in points], [v for _, v in points], label=name)
             if run.diverged_at is not None:
                 ax.axvline(run.diverged_at, color="red", alpha=0.2)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("largest pre-clip gradient norm since the last log")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    return save(fig, path)
+    return labelled(fig, ax, "optimizer step", "largest pre-clip gradient norm since the last log", path)
 
 
 def spread(steps: list[int], count: int) -> list[int]:
@@ -123,8 +128,4 @@ def through_time_plot(runs: list[tuple[str, Run]], path: Path) -> Path | None:
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("||dL/dh_t||")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    return save(fig, path)
+    return labelled(fig, ax, "time step t", "||dL/dh_t||", path)
