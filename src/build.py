@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.plugins.precision import MixedPrecision
 from omegaconf import DictConfig
 
 from src import wandb_run
@@ -76,7 +77,9 @@ def build_module(cfg: DictConfig, task: Task) -> GradLabModule:
     rule = instantiate(cfg.clipping) if cfg.clipping else None
     penalty = rule if isinstance(rule, GradNormPenalty) else None
     clipper = None if penalty is not None else rule
-    return GradLabModule(network, task, optimizer, scheduler, clipper=clipper, grad_penalty=penalty)
+    return GradLabModule(
+        network, task, optimizer, scheduler, clipper=clipper, grad_penalty=penalty, z_loss=cfg.loss.z_loss
+    )
 
 
 def build_loggers(cfg: DictConfig, choices: dict[str, str]) -> list[Logger]:
@@ -97,6 +100,22 @@ def build_callbacks(cfg: DictConfig, loggers: list[Logger]) -> list[L.Callback]:
     return callbacks + wandb_run.callbacks(loggers)
 
 
+def cpu_fp16_precision(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """Trainer arguments that keep ``precision=16-mixed`` fp16 on a CPU.
+
+    Lightning swaps 16-mixed for bf16-mixed on CPU with only a warning, which would turn a study of fp16
+    overflow into a bf16 run; instead run fp16 autocast with a CPU GradScaler (Lightning's MixedPrecision
+    plugin with torch.amp.GradScaler("cpu"), default init scale 2^16). Empty elsewhere.
+    """
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    on_cpu = accelerator == "cpu" or (
+        accelerator == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
+    if str(trainer_cfg.get("precision")) not in ("16-mixed", "16") or not on_cpu:  # "16": Lightning's alias
+        return {}
+    return {"precision": None, "plugins": [MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))]}
+
+
 def build(cfg: DictConfig) -> Parts:
     """Every object of the run, from a validated config."""
     choices = hydra_choices()
@@ -104,5 +123,5 @@ def build(cfg: DictConfig) -> Parts:
     module = build_module(cfg, datamodule.task)
     loggers = build_loggers(cfg, choices)
     callbacks = build_callbacks(cfg, loggers)
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **cpu_fp16_precision(cfg.trainer))
     return Parts(datamodule, module, loggers, callbacks, trainer, choices)

@@ -9,7 +9,6 @@ import lightning as L
 import pytest
 import torch
 
-from src.build import build_network
 from src.callbacks import (
     GradNormMonitor,
     HistogramMonitor,
