@@ -84,7 +84,8 @@ def print_run_summary(summary: dict[str, Any]) -> None:
             f"  training diverged at step {div.get('step', '?')} ({div.get('reason', 'non-finite')}); "
             "this is a recorded result, not a crash (exit code 0)"
         )
-    clipping = clip_label(summary["clip"], summary.get("clipping"), summary.get("clip_algorithm", "norm"))
+    preset = summary.get("choices", {}).get("clip_preset")
+    clipping = clip_label(summary["clip"], summary.get("clipping"), summary.get("clip_algorithm", "norm"), preset)
     lines.append(
         f"  {summary['steps']} optimizer steps in {summary['wall_time_s']:.1f} s "
         f"({fmt(summary.get('steps_per_s'))} steps/s), {clipping}"

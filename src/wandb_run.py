@@ -105,7 +105,7 @@ def default_group(cfg: DictConfig) -> str:
 
 def default_tags(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     """W&B tags for filtering: task, model and clip label (W&B cannot group by tags; `group` does that)."""
-    clip = clip_label(cfg.clip, choices.get("clipping"), cfg.clip_algorithm)
+    clip = clip_label(cfg.clip, choices.get("clipping"), cfg.clip_algorithm, choices.get("clip_preset"))
     return [t for t in (choices.get("data"), choices.get("model"), clip) if t]
 
 

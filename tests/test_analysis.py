@@ -56,6 +56,7 @@ def test_one_markdown_table():
 )
 def test_one_clip_label_names_the_run_tags_it_and_prints_it(make_cfg, clip, rule, algorithm, label):
     assert clip_label(clip, rule, algorithm) == label
+    assert clip_label(clip, rule, algorithm, preset="penalty") == "penalty"  # a clip_preset names the setting
     overrides = [f"clip={'null' if clip is None else clip}", f"clip_algorithm={algorithm}"]
     if rule not in (None, "none"):
         overrides = [f"clipping={rule}"]

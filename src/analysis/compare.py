@@ -33,10 +33,11 @@ COLUMNS = [
 
 
 def label(run: Run) -> str:
-    """The run's name, with its clipping rule appended when it has one that the name does not say."""
+    """The run's name, with its clip label appended when a clipping rule or a clip preset set it and the name
+    does not say it."""
     name = str(run.summary.get("name") or run.run_dir.name)
-    rule = run.summary.get("clipping") or "none"
-    return name if rule == "none" or run.clip_label in name else f"{name} [{run.clip_label}]"
+    chosen = (run.summary.get("clipping") or "none") != "none" or run.summary.get("choices", {}).get("clip_preset")
+    return f"{name} [{run.clip_label}]" if chosen and run.clip_label not in name else name
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -32,9 +32,12 @@ def markdown_table(header: list[str] | str, rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def clip_label(clip: float | None, rule: str | None = None, algorithm: Any = "norm") -> str:
-    """A run's clipping in one word: a clipping-group rule's name, ``clip<value>`` (Lightning's norm clipping),
-    ``clipvalue<value>`` (element-wise), or ``noclip``."""
+def clip_label(clip: float | None, rule: str | None = None, algorithm: Any = "norm", preset: str | None = None) -> str:
+    """A run's clipping in one word: a ``clip_preset`` choice (it sets the whole setting, penalty included), a
+    clipping-group rule's name, ``clip<value>`` (Lightning's norm clipping), ``clipvalue<value>`` (element-wise),
+    or ``noclip``."""
+    if preset:
+        return str(preset)
     if rule and rule not in ("none", "None"):
         return str(rule)
     if clip is None:

@@ -57,7 +57,8 @@ class Run:
     @property
     def clip_label(self) -> str:
         s = self.summary
-        return clip_label(s.get("clip"), s.get("clipping"), s.get("clip_algorithm", "norm"))
+        preset = s.get("choices", {}).get("clip_preset")
+        return clip_label(s.get("clip"), s.get("clipping"), s.get("clip_algorithm", "norm"), preset)
 
     @property
     def diverged_at(self) -> int | None:
