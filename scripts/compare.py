@@ -9,7 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from src.compare import collect, compare, from_wandb, markdown, table_rows
+from src.analysis.compare import compare, markdown, table_rows
+from src.analysis.runs import collect, from_wandb
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from src.diagnosis import diagnose, report
+from src.analysis.diagnosis import diagnose, report
 
 
 def main() -> None:

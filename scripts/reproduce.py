@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from src.reproduce.report import build_report
-from src.reproduce.suite import BY_NAME, EXPERIMENTS, REPO, run_experiment
+from src.analysis.report import build_report
+from src.reproduce import BY_NAME, EXPERIMENTS, REPO, run_experiment
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -31,7 +31,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--report-only", type=Path, default=None, metavar="ROOT", help="skip the runs; report from ROOT"
     )
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
-    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every run (see suite.py)")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every run (see src/reproduce.py)")
     return parser.parse_args(argv), extra
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.tree import Tree
 
 from src.analysis import criteria
+from src.analysis.formatting import clip_label, fmt
 
 CONSOLE = Console(soft_wrap=True)  # long paths stay on one line, copy-pasteable
 LOG_WIDTH = 100_000  # no terminal (a log file, a pipe): rich would cut every line at 80 columns
@@ -36,12 +37,6 @@ def print_config_tree(cfg: DictConfig) -> None:
             for line in OmegaConf.to_yaml(node).rstrip().splitlines():
                 branch.add(line)
     wide_console().print(tree)
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:.4g}" if math.isfinite(x) else str(x)
 
 
 _SPIKES = {"grad_spike": ("gradient spike", "gradient norm"), "loss_spike": ("loss spike", "loss")}
@@ -89,37 +84,32 @@ def print_run_summary(summary: dict[str, Any]) -> None:
             f"  training diverged at step {div.get('step', '?')} ({div.get('reason', 'non-finite')}); "
             "this is a recorded result, not a crash (exit code 0)"
         )
-    rule = summary.get("clipping", "none")
-    if rule != "none":
-        clipping = f"clipping={rule}"
-    elif summary["clip"] is None:
-        clipping = "no clipping"
-    else:
-        clipping = f"clip={summary['clip']} ({summary['clip_algorithm']})"
+    preset = summary.get("choices", {}).get("clip_preset")
+    clipping = clip_label(summary["clip"], summary.get("clipping"), summary.get("clip_algorithm", "norm"), preset)
     lines.append(
         f"  {summary['steps']} optimizer steps in {summary['wall_time_s']:.1f} s "
-        f"({_fmt(summary.get('steps_per_s'))} steps/s), {clipping}"
+        f"({fmt(summary.get('steps_per_s'))} steps/s), {clipping}"
     )
     val = metrics.get("val/loss")
     baseline = summary.get("baseline")
     if val is not None and baseline is not None and math.isfinite(baseline):
         best = summary.get("best_val_loss")
         solved = summary.get("steps_to_solve")
-        extra = f"; best {_fmt(best)}" if best is not None and best < val else ""
+        extra = f"; best {fmt(best)}" if best is not None and best < val else ""
         extra += f"; first solved at step {solved}" if solved is not None else ""
         ratio = f"{val / baseline:.3g}x the baseline" if math.isfinite(val) else "non-finite"
         lines.append(
-            f"  val/loss {_fmt(val)} vs trivial baseline {_fmt(baseline)} ({summary['baseline_rule']}): "
+            f"  val/loss {fmt(val)} vs trivial baseline {fmt(baseline)} ({summary['baseline_rule']}): "
             f"{ratio}, {criteria.verdict(val, baseline)}{extra}"
         )
     if "max_grad_norm" in summary:
         lines.append(
-            f"  largest pre-clip gradient norm {_fmt(summary['max_grad_norm'])}; "
+            f"  largest pre-clip gradient norm {fmt(summary['max_grad_norm'])}; "
             f"{summary.get('steps_clipped', 0)} of {summary.get('optimizer_steps', 0)} steps clipped"
         )
     lines += guard_lines(summary)
     if "test/loss" in metrics:
-        lines.append(f"  test/loss {_fmt(metrics['test/loss'])}")
+        lines.append(f"  test/loss {fmt(metrics['test/loss'])}")
     lines.append(f"  run directory: {summary['run_dir']} (summary.json, csv/metrics.csv, checkpoints/)")
     if summary.get("wandb_dir"):
         lines.append(f"  W&B {summary.get('wandb_mode')} run: {summary['wandb_dir']}")

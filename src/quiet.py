@@ -8,7 +8,7 @@ What a default run printed before (lightning 2.6.6, torch 2.13, wandb 0.31):
 - torch's FutureWarning "`isinstance(treespec, LeafSpec)` is deprecated", raised by Lightning's own
   ``lightning/pytorch/utilities/_pytree.py`` on every fit: the user can do nothing about it.
 - wandb's "The anonymous setting has no effect": Lightning's WandbLogger passes ``anonymous=None``
-  (``src.wandb_run.quiet`` leaves the key out).
+  (``src.wandb_run.build_logger`` leaves the key out).
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from src.analysis.formatting import fmt, markdown_table
+from src.analysis.runs import hydra_overrides
 from src.console import wide_console
 
 OBJECTIVE = "val/loss"
@@ -49,10 +51,7 @@ def _job_number(job_dir: Path, default: int) -> int:
 
 def _overrides(job_dir: Path) -> dict[str, str]:
     """The job's overrides as Hydra recorded them, key -> value text (what the sweeper wrote: ``f"{k}={v}"``)."""
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return {}
-    parsed = OverridesParser.create().parse_overrides([str(o) for o in OmegaConf.load(path)])
+    parsed = OverridesParser.create().parse_overrides(hydra_overrides(job_dir) or [])
     return {o.key_or_group: o.get_value_element_as_str() for o in parsed}
 
 
@@ -99,17 +98,8 @@ def best_row(rows: list[dict[str, Any]], best_params: dict[str, Any]) -> dict[st
     return None
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
 def markdown(rows: list[dict[str, Any]]) -> str:
-    columns = list(rows[0]) if rows else []
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(list(rows[0]) if rows else [], [[fmt(v) for v in r.values()] for r in rows]) + "\n"
 
 
 def report(sweep_dir: Path, console: Console | None = None) -> dict[str, Any] | None:
@@ -151,14 +141,14 @@ def _print(rows: list[dict[str, Any]], results: dict[str, Any], best: dict[str, 
         table.add_column(column, overflow="fold")
     for row in rows:
         style = "bold green" if best is row else ("red" if row["status"] == "diverged" else None)
-        table.add_row(*(_fmt(v) for v in row.values()), style=style)
+        table.add_row(*(fmt(v) for v in row.values()), style=style)
     console.print(table)
     if "best_params" not in results:  # multi-objective: the sweeper wrote a Pareto front
         console.print(f"Pareto solutions: {results.get('solutions')}")
         return
-    params = ", ".join(f"{k}={_fmt(v)}" for k, v in results["best_params"].items())
+    params = ", ".join(f"{k}={fmt(v)}" for k, v in results["best_params"].items())
     where = f"job {best['job']}, {best['run_dir']}" if best else "a trial of an earlier sweep of this stored study"
-    console.print(f"best trial: {params}: {OBJECTIVE} {_fmt(results['best_value'])} ({where})", highlight=False)
+    console.print(f"best trial: {params}: {OBJECTIVE} {fmt(results['best_value'])} ({where})", highlight=False)
 
 
 class StudyReport(Callback):

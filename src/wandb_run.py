@@ -24,12 +24,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.loggers import WandbLogger
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 
+from src.analysis.formatting import clip_label
 from src.callbacks.wandb_run_id import WandbRunId
+from src.preemption import EXIT_INTERRUPTED
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +104,8 @@ def default_group(cfg: DictConfig) -> str:
 
 
 def default_tags(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
-    """W&B tags for filtering: task, model and clipping rule (W&B cannot group by tags; `group` does that)."""
-    rule = choices.get("clipping", "none")
-    algorithm = getattr(cfg.clip_algorithm, "value", cfg.clip_algorithm)
-    clip = rule if rule != "none" else ("noclip" if cfg.clip is None else f"clip_{algorithm}")
+    """W&B tags for filtering: task, model and clip label (W&B cannot group by tags; `group` does that)."""
+    clip = clip_label(cfg.clip, choices.get("clipping"), cfg.clip_algorithm, choices.get("clip_preset"))
     return [t for t in (choices.get("data"), choices.get("model"), clip) if t]
 
 
@@ -119,8 +121,8 @@ def resume_id(ckpt_path: str | None) -> str | None:
     return WandbRunId.stored_id(checkpoint)
 
 
-def logger_config(cfg: DictConfig, logger_cfg: DictConfig, choices: dict[str, str]) -> DictConfig:
-    """The WandbLogger node with mode, group, job type, tags and (when resuming) the run id filled in."""
+def build_logger(cfg: DictConfig, logger_cfg: DictConfig, choices: dict[str, str]) -> WandbLogger:
+    """The WandbLogger with mode, group, job type, tags and (when resuming) the run id filled in."""
     logger_cfg = logger_cfg.copy()
     with open_dict(logger_cfg):
         logger_cfg.mode = wandb_mode(logger_cfg.get("mode", "auto"))
@@ -129,35 +131,47 @@ def logger_config(cfg: DictConfig, logger_cfg: DictConfig, choices: dict[str, st
         logger_cfg.tags = list(logger_cfg.tags or []) + default_tags(cfg, choices)
         if not logger_cfg.get("id"):  # an explicit logger.wandb.id wins over the checkpoint's
             logger_cfg.id = resume_id(cfg.ckpt_path)
-    return logger_cfg
-
-
-def quiet(logger: WandbLogger) -> WandbLogger:
-    """Lightning passes ``anonymous=None`` to ``wandb.init``, which wandb 0.31 warns about (the setting does
-    nothing any more): leave the key out so that deprecation does not reach the user's log."""
+    logger = instantiate(logger_cfg)
+    # Lightning passes anonymous=None to wandb.init, which wandb 0.31 warns about (the setting does nothing)
     init = getattr(logger, "_wandb_init", None)
     if isinstance(init, dict) and "anonymous" in init and init["anonymous"] is None:
         del init["anonymous"]
     return logger
 
 
-def define_summaries(logger: WandbLogger) -> None:
+def _wandb(loggers: list[Logger]) -> list[WandbLogger]:
+    return [logger for logger in loggers if isinstance(logger, WandbLogger)]
+
+
+def callbacks(loggers: list[Logger]) -> list[L.Callback]:
+    """The W&B run id in every checkpoint, when a W&B logger is on."""
+    return [WandbRunId()] if _wandb(loggers) else []
+
+
+def define_summaries(loggers: list[Logger]) -> None:
     """Summaries that make the runs table compare runs (call on rank 0, before anything is logged)."""
-    run = logger.experiment
-    for name, aggregates in SUMMARIES.items():
-        run.define_metric(name, step_metric=STEP, summary=aggregates)
+    for logger in _wandb(loggers):
+        for name, aggregates in SUMMARIES.items():
+            logger.experiment.define_metric(name, step_metric=STEP, summary=aggregates)
 
 
-def record_summary(logger: WandbLogger, summary: dict[str, Any]) -> None:
+def record_summary(loggers: list[Logger], summary: dict[str, Any]) -> None:
     """Copy the run's verdict into the W&B summary and note where the W&B run went (rank 0 only)."""
-    run = logger.experiment
-    for key in SUMMARY_KEYS:
-        if key in summary:
-            run.summary[key] = summary[key]
-    if summary.get("divergence"):
-        run.summary["divergence_reason"] = summary["divergence"]["reason"]
-    if summary.get("status") == "interrupted":  # with train()'s non-zero exit code: preempted, resumable
-        run.mark_preempting()
-    summary["wandb_mode"] = run.settings.mode
-    summary["wandb_dir"] = str(Path(run.dir).parent)
-    summary["wandb_id"] = run.id
+    for logger in _wandb(loggers):
+        run = logger.experiment
+        for key in SUMMARY_KEYS:
+            if key in summary:
+                run.summary[key] = summary[key]
+        if summary.get("divergence"):
+            run.summary["divergence_reason"] = summary["divergence"]["reason"]
+        if summary.get("status") == "interrupted":  # with the non-zero exit code of finish(): preempted, resumable
+            run.mark_preempting()
+        summary.update(wandb_mode=run.settings.mode, wandb_dir=str(Path(run.dir).parent), wandb_id=run.id)
+
+
+def finish(status: str | None) -> None:
+    """End this process's W&B run (in a finally), so that the next job of a sweep starts a new one; an
+    interrupted run ends with SIGTERM's exit code, as the process does."""
+    import wandb
+
+    wandb.finish(exit_code=EXIT_INTERRUPTED if status == "interrupted" else None)

@@ -9,8 +9,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 
+from src.build import build_network
 from src.models import GradLabModule
-from src.train import build_network
 
 
 class MemoryLogger(Logger):

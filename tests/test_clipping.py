@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from src.build import build_network
 from src.callbacks import GradNormMonitor
 from src.clipping import AdaptiveGradClip, AutoClip, ClipReport, LayerwiseNormClip, ZClip
 from src.config.preflight import check
@@ -25,7 +26,7 @@ from src.config.validate import ConfigError
 from src.data.scalar import ScalarSignal
 from src.grad_norms import grad_norms
 from src.models import GradLabModule
-from src.train import build_network, train
+from src.train import train
 from tests.telemetry_helpers import MemoryLogger
 
 

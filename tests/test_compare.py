@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from src.compare import collect, network_order
+from src.analysis.compare import network_order
+from src.analysis.runs import collect
 from tests.conftest import REPO
 
 SMALL = [

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from src.compare import collect, compare, from_wandb, table_rows
+from src.analysis.compare import compare, table_rows
+from src.analysis.runs import collect, from_wandb
 from src.train import train
 from tests.wandb_runs import offline_run
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.reproduce.runs import load_run
+from src.analysis.runs import load_run
 from tests.cli_runs import SMALL, run_cli
 
 

@@ -16,12 +16,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
+from src.analysis.diagnosis import diagnose, report
+from src.analysis.runs import load_run
+from src.build import build_network
 from src.callbacks import DivergenceGuard, FiniteModelCheckpoint
 from src.console import guard_lines
-from src.diagnosis import diagnose, report
 from src.models import GradLabModule
-from src.reproduce.runs import load_run
-from src.train import build_network, train
+from src.train import train
 from tests.conftest import REPO
 from tests.wandb_runs import offline_run
 
@@ -430,4 +431,4 @@ def test_guard_bench_runs(capsys):  # smoke: four 4-step fits of the RNN and the
 
     assert main(["--repeats", "1", "--steps", "3", "--warmup", "1", "--models", "rnn"]) == 0
     out = capsys.readouterr().out
-    assert "rnn    guard+grad_norm" in out and "rnn    norms" in out and "| decision" in out
+    assert "| rnn | guard+grad_norm |" in out and "| model | norms_ms | decision_ms |" in out

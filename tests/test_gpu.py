@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf, open_dict
 
-from src.reproduce.runs import load_run
+from src.analysis.runs import load_run
 from src.train import train
 
 pytestmark = pytest.mark.gpu

@@ -17,10 +17,10 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from src.build import build_network
 from src.callbacks import DivergenceGuard, GradNormMonitor, GradScalerMonitor
 from src.data.datamodule import SyntheticDataModule
 from src.models import GradLabModule
-from src.train import build_network
 from tests.telemetry_helpers import MemoryLogger
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]

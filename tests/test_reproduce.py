@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from src.analysis.report import build_report
+from src.analysis.runs import Run, load_run
 from src.config.preflight import check
-from src.reproduce.report import build_report
-from src.reproduce.runs import Run, load_run
-from src.reproduce.suite import EXPERIMENTS, command
+from src.reproduce import EXPERIMENTS, command
 from src.train import train
 from tests.conftest import compose_cfg
 

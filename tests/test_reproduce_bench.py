@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from src.bench import _harness as bench_harness
 from src.bench import all as bench_all
 from src.bench import loop
 
 
-def test_final_table_keeps_the_last_summary_block() -> None:
-    out = "repeat 0 mlp none 10.0 steps/s\n\nmedian of 5 interleaved runs\nmodel variant\nmlp none 10.0 1.000\n"
-    assert bench_all.final_table(out) == "median of 5 interleaved runs\nmodel variant\nmlp none 10.0 1.000"
+def test_the_runner_writes_a_modules_tables_as_markdown_in_the_one_number_format() -> None:
+    tables = {"runs": [{"model": "mlp", "variant": "none", "steps_per_s": 27.71234, "peak_mib": None}]}
+    text = bench_harness.markdown(tables)
+    assert (
+        text == "runs:\n\n| model | variant | steps_per_s | peak_mib |\n|---|---|---|---|\n| mlp | none | 27.71 | – |"
+    )
 
 
 @pytest.mark.slow
@@ -40,4 +44,4 @@ def test_rerunning_one_benchmark_keeps_the_other_sections(tmp_path: Path) -> Non
     assert list(sections) == ["guard", "loop"]  # the order of src/bench/, whatever the file had
     assert sections["loop"] == "`loop cmd`\n\nloop table"
     assert sections["guard"].startswith("`python scripts/bench.py guard` (12 s), ")
-    assert "```\nnew guard table\n```" in sections["guard"]
+    assert sections["guard"].endswith("\n\nnew guard table")

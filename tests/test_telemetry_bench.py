@@ -10,7 +10,8 @@ import lightning as L
 import pytest
 import torch
 
-from src.bench.telemetry import HookClock, Regression, StepTimer, batches, main, mlp
+from src.bench._harness import StepTimer
+from src.bench.telemetry import HookClock, Regression, batches, main, mlp
 
 BURN_MS = 5.0
 
@@ -62,10 +63,11 @@ def test_bench_telemetry_smoke(tmp_path: Path, monkeypatch):
     variants = ("none", "norm_floor", "default", "watch_50")
     argv = ["--steps", "3", "--warmup", "1", "--repeats", "1", "--variants", *variants]
     assert main([*argv, "--out", str(out)]) == 0
-    results = json.loads(out.read_text())["results"]
+    tables = json.loads(out.read_text())
+    results = {f"{r['model']}/{r['variant']}": r for r in tables["runs"]}
     assert set(results) == {f"{m}/{v}" for m in ("mlp", "rnn") for v in variants}
     assert results["mlp/none"]["ratio"] == 1.0 and all(r["steps_per_s"] > 0 for r in results.values())
-    monitors = results["mlp/default"]["callbacks"]
+    monitors = {r["callback"]: r for r in tables["callbacks"] if (r["model"], r["variant"]) == ("mlp", "default")}
     assert {"GradNormMonitor", "WeightMonitor", "all"} <= set(monitors)
-    assert 0 < monitors["GradNormMonitor"]["ms_per_step"] <= monitors["all"]["ms_per_step"]
-    assert 0 < monitors["all"]["share"] < 1
+    assert 0 < monitors["GradNormMonitor"]["cpu_ms_per_step"] <= monitors["all"]["cpu_ms_per_step"]
+    assert 0 < monitors["all"]["share_of_cpu"] < 1

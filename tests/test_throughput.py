@@ -8,9 +8,9 @@ import lightning as L
 import pytest
 from hydra.utils import instantiate
 
+from src.build import build_network
 from src.callbacks import ThroughputLogger
 from src.models import GradLabModule
-from src.train import build_network
 from tests.telemetry_helpers import MemoryLogger
 
 TRAIN_BATCH_S, VALIDATION_S = 0.05, 0.5

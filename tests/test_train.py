@@ -9,7 +9,8 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 
-from src.train import build_network, train
+from src.build import build_network
+from src.train import train
 
 
 @pytest.mark.parametrize(

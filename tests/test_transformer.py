@@ -17,13 +17,14 @@ from omegaconf import open_dict
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from src.build import build_network
 from src.callbacks import AttentionMonitor, GradNormMonitor, WeightMonitor
 from src.config.preflight import check
 from src.config.validate import ConfigError
 from src.data.task import Task
 from src.models import GradLabModule, Transformer
 from src.models.transformer import Block, SelfAttention, sinusoidal_positions
-from src.train import build_network, train
+from src.train import train
 from tests.cli_runs import run_cli
 from tests.telemetry_helpers import GradientProbe, MemoryLogger, fit
 
@@ -464,7 +465,7 @@ def test_warmup_preset_ramps_the_lr_linearly_each_optimizer_step(make_cfg):
 
 
 def test_16_mixed_on_a_cpu_stays_fp16_with_a_grad_scaler(make_cfg):
-    from src.train import cpu_fp16_precision
+    from src.build import cpu_fp16_precision
 
     cfg = make_cfg(
         "model=transformer", "trainer.precision=16-mixed", "trainer.max_steps=3", "trainer.log_every_n_steps=1"

@@ -45,7 +45,7 @@ def test_multirun_makes_one_finished_wandb_run_per_job(tmp_path):
         assert r["config"]["hardware"]["accelerator"] == "cpu" and r["config"]["hardware"]["world_size"] == 1
         assert r["config"]["model"]["depth"] == 3 and "${" not in repr(r["config"])  # resolved, not interpolations
         assert r["group"] == sweep_dir.name  # the sweep is the W&B group
-        assert r["job_type"] == "mlp" and r["tags"] == ["adding", "mlp", "clip_norm"]
+        assert r["job_type"] == "mlp" and r["tags"] == ["adding", "mlp", "clip1.0"]
         assert {"throughput/steps_per_s", "throughput/samples_per_s", "grad/norm_total_preclip"} <= r["history_keys"]
         assert r["summary"]["status"] == "completed"
     (start0, runtime0), (start1, _) = (start_and_runtime(r) for r in records_)

@@ -1,25 +1,28 @@
-"""Every benchmark of src/bench/ in turn, its table printed and collected into docs/benchmarks.md.
+"""Every benchmark of src/bench/ in turn, its tables printed and written into docs/benchmarks.md.
 
     python scripts/bench.py all [--only loop telemetry] [--quick] [--threads 1] [--docs docs]
 
-Each module runs in its own process (``scripts/bench.py NAME``) with OMP_NUM_THREADS set, so one module's
-threads or loggers cannot leak into the next; ``--quick`` passes fewer repeats and steps to each.
+Each module runs in its own process (``scripts/bench.py NAME --out ...``) with OMP_NUM_THREADS set, so one
+module's threads or loggers cannot leak into the next; ``--quick`` passes fewer repeats and steps to each.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pkgutil
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 import src.bench
+from src.bench._harness import markdown
 from src.config import CONF_DIR
 from src.environment import cpu_name
 
@@ -36,11 +39,19 @@ def bench_names() -> list[str]:
     return sorted(m.name for m in modules if m.name != "all" and not m.name.startswith("_"))  # _x: helpers
 
 
-def final_table(stdout: str) -> str:
-    """The summary a module prints last (from its 'median of ...' or 'loop benchmark' header on)."""
-    lines = stdout.rstrip().splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith(("median of", "loop benchmark"))]
-    return "\n".join(lines[starts[-1] :] if starts else lines[-20:])
+def measured(name: str, args: argparse.Namespace) -> tuple[str, str]:
+    """Run one benchmark module in its own process: (its command line, its tables as markdown)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"{name}.json"
+        cmd = [sys.executable, str(REPO / "scripts" / "bench.py"), name, *(QUICK_ARGS[name] if args.quick else [])]
+        print(f"[bench] {' '.join(cmd[1:])}", flush=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        proc = subprocess.run([*cmd, "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        command = " ".join(["python scripts/bench.py", *cmd[2:]])
+        if proc.returncode != 0:
+            return command, f"failed (exit {proc.returncode}):\n\n```\n{proc.stderr[-2000:]}\n```"
+        tables = json.loads(out.read_text())
+        return command, f"{tables.pop('header')}\n\n{markdown(tables)}"
 
 
 def main(argv: list[str]) -> int:
@@ -50,26 +61,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every module")
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
     args = parser.parse_args(argv)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     sections = []
     for name in args.only:
-        cmd = [
-            sys.executable,
-            str(REPO / "scripts" / "bench.py"),
-            name,
-            *(QUICK_ARGS.get(name, []) if args.quick else []),
-        ]
-        print(f"[bench] {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-        wall = time.perf_counter() - start
-        table = (
-            final_table(proc.stdout)
-            if proc.returncode == 0
-            else f"failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
-        )
-        print(table + "\n", flush=True)
-        sections.append((name, " ".join(["python scripts/bench.py", *cmd[2:]]), wall, table))
+        command, tables = measured(name, args)
+        print(tables + "\n", flush=True)
+        sections.append((name, command, time.perf_counter() - start, tables))
         write_doc(args, sections)  # after every module: a long run leaves what it has measured
     print(f"[bench] wrote {args.docs / 'benchmarks.md'}")
     return 0
@@ -95,17 +92,9 @@ def write_doc(args: argparse.Namespace, sections: list[tuple[str, str, float, st
     kept = earlier_sections(path)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine = f"{cpu_name()}, {os.cpu_count()} cores visible, OMP_NUM_THREADS={args.threads}"
-    for name, command, wall, table in sections:
-        kept[name] = "\n".join(
-            [
-                f"`{command}` ({wall:.0f} s), {stamp}; {machine}, torch {torch.__version__}, "
-                f"Python {platform.python_version()}",
-                "",
-                "```",
-                table,
-                "```",
-            ]
-        )
+    software = f"torch {torch.__version__}, Python {platform.python_version()}"
+    for name, command, wall, tables in sections:
+        kept[name] = f"`{command}` ({wall:.0f} s), {stamp}; {machine}, {software}\n\n{tables}"
     lines = [
         "# Benchmarks",
         "",

@@ -3,20 +3,15 @@
     python scripts/bench.py loop [--steps 200] [--warmup 20] [--repeats 3] [--sections efficiency scaling]
                                  [--sizes default tiny large] [--device cpu|cuda]
 
-- ``efficiency``: at the default sizes (LSTM, hidden 64, adding T = 50, batch 64, Adam, clip 1.0), at a tiny
-  size (hidden 8, T = 5, batch 8) and, when asked (``--sizes ... large``), at a size that keeps a GPU busy
-  (hidden 512, T = 200, batch 256), three variants, interleaved (the order rotates every repeat), medians:
-  ``bare`` (a hand-written loop: same network, batches, loss, optimizer and clip_grad_norm_), ``gradlab``
-  (``train(cfg)`` with the default config: every default monitor, the divergence guard, checkpointing, the
-  progress bar and the W&B (offline) + CSV loggers) and ``gradlab_bare`` (``train(cfg)`` with callbacks=none
-  logger=none: Lightning's own loop cost).
-- ``scaling``: steps/s of gradlab's default run against T (RNN, LSTM) and against depth (MLP); the time per
-  step should be linear, a fixed per-step overhead plus a constant cost per time step (BPTT is T sequential
-  cell steps) or per layer (one matmul each): the table gives the least-squares line beside each measurement.
+- ``efficiency``: conf/train.yaml's sizes, a tiny size (hidden 8, T = 5, batch 8) and, when asked, a size that
+  keeps a GPU busy (hidden 512, T = 200, batch 256); three variants: ``bare`` (a hand-written loop: same
+  network, batches, loss, optimizer and clip_grad_norm_), ``gradlab`` (``train(cfg)`` with the default config:
+  every default monitor, the guard, checkpointing, the progress bar, W&B offline + CSV) and ``gradlab_bare``
+  (``train(cfg)`` with callbacks=none logger=none: Lightning's own loop cost).
+- ``scaling``: steps/s of the default run against T (RNN, LSTM) and depth (MLP), beside the least-squares line
+  (a fixed per-step overhead plus a constant cost per time step or layer).
 
-gradlab's steps are timed by a callback from the ``warmup``-th optimizer step to the last one, with validation
-kept out of the window (one epoch is longer than the run; train(cfg) validates after fit, untimed). On CUDA the
-clock synchronises the device at both ends, and each run's peak tensor memory over the timed steps is reported.
+Validation is kept out of the timed window (one epoch is longer than the run; train(cfg) validates after fit).
 """
 
 from __future__ import annotations
@@ -25,6 +20,7 @@ import argparse
 import json
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,21 +30,16 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-from src.bench._device import (
-    accelerator,
-    add_device_argument,
-    bench_device,
-    clock,
-    describe,
-    peak_memory_mib,
-    reset_peak_memory,
-)
+from src.bench._device import accelerator, clock, peak_memory_mib, reset_peak_memory
+from src.bench._harness import Tables, interleaved, run
+from src.build import build_network
 from src.config.compose import compose_run
 from src.models.module import GradLabModule
-from src.train import build_network, train
+from src.train import train
 
+DEFAULTS = {"steps": 200, "warmup": 20, "repeats": 3}
 SIZES: dict[str, list[str]] = {
-    "default": [],  # conf/train.yaml as it is: LSTM hidden 64, adding T = 50, batch 64
+    "default": [],  # conf/train.yaml as it is
     "tiny": ["model.hidden_size=8", "data.seq_len=5", "data.batch_size=8"],
     "large": ["model.hidden_size=512", "data.seq_len=200", "data.batch_size=256"],  # GPU-sized
 }
@@ -58,63 +49,38 @@ SCALING: dict[str, tuple[str, list[int], list[str]]] = {
     "lstm": ("data.seq_len", [25, 50, 100, 200], ["model=lstm"]),
     "mlp": ("model.depth", [8, 16, 32, 64], ["model=mlp", "data.seq_len=50"]),
 }
-
-
-class StepTimer(L.Callback):
-    """Writes the steps/s of the optimizer steps after ``warmup`` and their peak memory to ``out`` (JSON)."""
-
-    def __init__(self, warmup: int, out: str) -> None:
-        self.warmup, self.out, self.start = warmup, Path(out), 0.0
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
-        if trainer.global_step == self.warmup and self.start == 0.0:
-            self.start = clock(pl_module.device)
-            reset_peak_memory(pl_module.device)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        steps = trainer.global_step - self.warmup
-        sps = steps / (clock(pl_module.device) - self.start)
-        self.out.write_text(json.dumps({"steps_per_s": sps, "peak_mib": peak_memory_mib(pl_module.device)}))
-
-
+VARIANTS = ["bare", "gradlab", "gradlab_bare"]
 Timed = tuple[float, float | None]  # (steps/s, peak MiB or None on the CPU)
 
 
-def gradlab_run(overrides: list[str], steps: int, warmup: int, tmp: Path, bare: bool, device: torch.device) -> Timed:
+def gradlab_run(overrides: list[str], args: argparse.Namespace, tmp: Path, bare: bool) -> Timed:
     out = tmp / f"timer_{time.monotonic_ns()}.json"
     timed = [
-        f"trainer.accelerator={accelerator(device)}",
-        f"trainer.max_steps={warmup + steps}",
-        f"data.batches_per_epoch={warmup + steps + 1}",  # no validation inside the timed window
+        f"trainer.accelerator={accelerator(args.device)}",
+        f"trainer.max_steps={args.warmup + args.steps}",
+        f"data.batches_per_epoch={args.warmup + args.steps + 1}",  # no validation inside the timed window
         "test=false",
-        "+callbacks.bench_timer._target_=src.bench.loop.StepTimer",
-        f"+callbacks.bench_timer.warmup={warmup}",
-        f"+callbacks.bench_timer.out={out}",
     ]
     if bare:
         timed += ["callbacks=none", "logger=none", "trainer.enable_progress_bar=false"]
-        timed = [t for t in timed if not t.startswith("+callbacks.")] + [
-            "+callbacks.bench_timer._target_=src.bench.loop.StepTimer",
-            f"+callbacks.bench_timer.warmup={warmup}",
-            f"+callbacks.bench_timer.out={out}",
-        ]
-    cfg = compose_run(overrides + timed, tmp / out.stem)
-    train(cfg)
+    timer = "+callbacks.bench_timer."
+    timed += [f"{timer}_target_=src.bench._harness.StepTimer", f"{timer}warmup={args.warmup}", f"{timer}out={out}"]
+    train(compose_run(overrides + timed, tmp / out.stem))
     result = json.loads(out.read_text())
     return float(result["steps_per_s"]), result["peak_mib"]
 
 
-def bare_run(overrides: list[str], steps: int, warmup: int, tmp: Path, device: torch.device) -> Timed:
+def bare_run(overrides: list[str], args: argparse.Namespace, tmp: Path) -> Timed:
     """The same math without Lightning: draw a batch, forward, loss, backward, clip, step."""
-    cfg = compose_run(overrides, tmp / "bare")
+    cfg, device = compose_run(overrides, tmp / "bare"), args.device
     L.seed_everything(cfg.seed)
     datamodule = instantiate(cfg.data)
     network = build_network(cfg.model, datamodule.task).to(device)
     loss_of = GradLabModule(network, datamodule.task, instantiate(cfg.optimizer)).loss
     optimizer = instantiate(cfg.optimizer)(params=network.parameters())
     start = 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
             start = clock(device)
             reset_peak_memory(device)
         x, y = datamodule.draw_batch(device)
@@ -124,60 +90,43 @@ def bare_run(overrides: list[str], steps: int, warmup: int, tmp: Path, device: t
         if cfg.clip is not None:
             torch.nn.utils.clip_grad_norm_(network.parameters(), cfg.clip)
         optimizer.step()
-    return steps / (clock(device) - start), peak_memory_mib(device)
-
-
-def measure(variant: str, overrides: list[str], steps: int, warmup: int, tmp: Path, device: torch.device) -> Timed:
-    if variant == "bare":
-        return bare_run(overrides, steps, warmup, tmp, device)
-    return gradlab_run(overrides, steps, warmup, tmp, bare=variant == "gradlab_bare", device=device)
+    return args.steps / (clock(device) - start), peak_memory_mib(device)
 
 
 def efficiency(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
-    variants = ["bare", "gradlab", "gradlab_bare"]
-    runs: dict[tuple[str, str], list[Timed]] = {(s, v): [] for s in args.sizes for v in variants}
-    for repeat in range(args.repeats):
-        for size in args.sizes:
-            k = repeat % len(variants)
-            for variant in variants[k:] + variants[:k]:
-                timed = measure(variant, SIZES[size], args.steps, args.warmup, tmp, args.device)
-                runs[(size, variant)].append(timed)
-                print(f"[loop] repeat {repeat} {size:7s} {variant:12s} {timed[0]:8.1f} steps/s", flush=True)
+    def measure(size: str, variant: str) -> Timed:
+        if variant == "bare":
+            return bare_run(SIZES[size], args, tmp)
+        return gradlab_run(SIZES[size], args, tmp, bare=variant == "gradlab_bare")
+
+    runs = interleaved(args.repeats, args.sizes, VARIANTS, measure, lambda t: f"{t[0]:.1f} steps/s")
     rows = []
     for size in args.sizes:
         bare = statistics.median(sps for sps, _ in runs[(size, "bare")])
-        for variant in variants:
+        for variant in VARIANTS:
             median = statistics.median(sps for sps, _ in runs[(size, variant)])
             peaks = [peak for _, peak in runs[(size, variant)] if peak is not None]
-            rows.append(
-                {
-                    "size": size,
-                    "variant": variant,
-                    "steps_per_s": median,
-                    "vs_bare": median / bare,
-                    "peak_mib": max(peaks) if peaks else None,
-                }
-            )
+            row = {"size": size, "variant": variant, "steps_per_s": median, "vs_bare": median / bare}
+            rows.append({**row, "peak_mib": max(peaks) if peaks else None})
     return rows
 
 
 def scaling(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     rows = []
     for name, (key, values, fixed) in SCALING.items():
+        short = key.split(".")[-1]
+        points = []
         for value in values:
-            overrides = [*fixed, f"{key}={value}"]
-            sps = statistics.median(
-                gradlab_run(overrides, args.steps, args.warmup, tmp, bare=False, device=args.device)[0]
-                for _ in range(args.scaling_repeats)
-            )
-            rows.append({"model": name, key: value, "steps_per_s": sps, "ms_per_step": 1000 / sps})
-            print(f"[loop] scaling {name} {key}={value}: {sps:.1f} steps/s", flush=True)
-        mine = [r for r in rows if r["model"] == name]
-        intercept, slope = linear_fit([r[key] for r in mine], [r["ms_per_step"] for r in mine])
-        for r in mine:
-            # linear cost = a fixed per-step overhead plus a constant cost per time step / layer
-            r["fit_ms"] = intercept + slope * r[key]
-            r["fit_intercept_ms"], r["fit_slope_ms"] = intercept, slope
+            runs = [
+                gradlab_run([*fixed, f"{key}={value}"], args, tmp, bare=False)[0] for _ in range(args.scaling_repeats)
+            ]
+            points.append((value, statistics.median(runs)))
+            print(f"scaling {name} {short}={value}: {points[-1][1]:.1f} steps/s", flush=True)
+        intercept, slope = linear_fit([v for v, _ in points], [1000 / sps for _, sps in points])
+        for value, sps in points:
+            row = {"model": name, "size": f"{short}={value}", "steps_per_s": sps, "ms_per_step": 1000 / sps}
+            fit = f"{intercept:.2f} ms + {slope:.3f} ms x {short}"
+            rows.append({**row, "linear_fit_ms": intercept + slope * value, "fit": fit})
     return rows
 
 
@@ -189,53 +138,21 @@ def linear_fit(x: list[float], y: list[float]) -> tuple[float, float]:
     return my - slope * mx, slope
 
 
-def format_tables(result: dict[str, Any]) -> str:
-    lines = [f"loop benchmark: {result['device']}, {result['steps']} timed steps after {result['warmup']} warm-up"]
-    if result.get("efficiency"):
-        peak = any(r["peak_mib"] is not None for r in result["efficiency"])
-        lines += ["", f"{'size':8s} {'variant':13s} {'steps/s':>9s} {'vs bare':>8s}" + ("  peak MiB" if peak else "")]
-        for r in result["efficiency"]:
-            line = f"{r['size']:8s} {r['variant']:13s} {r['steps_per_s']:9.1f} {r['vs_bare']:8.3f}"
-            lines.append(line + (f" {r['peak_mib']:9.1f}" if peak else ""))
-    if result.get("scaling"):
-        lines += ["", f"{'model':6s} {'size':>12s} {'steps/s':>9s} {'ms/step':>8s} {'linear fit':>10s}  fit"]
-        for r in result["scaling"]:
-            size = next(f"{k.split('.')[-1]}={v}" for k, v in r.items() if k in ("data.seq_len", "model.depth"))
-            lines.append(
-                f"{r['model']:6s} {size:>12s} {r['steps_per_s']:9.1f} {r['ms_per_step']:8.2f} {r['fit_ms']:10.2f}  "
-                f"{r['fit_intercept_ms']:.2f} ms + {r['fit_slope_ms']:.3f} ms x {size.split('=')[0]}"
-            )
-    return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench.py loop", description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=200, help="timed optimizer steps per run")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed optimizer steps first")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per (size, variant)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scaling-repeats", type=int, default=1, help="runs per scaling point (median)")
     parser.add_argument("--sections", nargs="+", default=["efficiency", "scaling"], choices=["efficiency", "scaling"])
     parser.add_argument("--sizes", nargs="+", default=["default", "tiny"], choices=list(SIZES), help="efficiency sizes")
-    add_device_argument(parser)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: see suite.py's reason)")
-    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
-    args = parser.parse_args(argv)
-    args.device = bench_device(parser, args.device)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: see src/reproduce.py)")
+
+
+def measure(args: argparse.Namespace) -> Tables:
     torch.set_num_threads(args.threads)
     for name in ("lightning.pytorch", "lightning.fabric", "src"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    result: dict[str, Any] = {
-        "device": describe(args.device),
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "repeats": args.repeats,
-    }
+    sections = {"efficiency": efficiency, "scaling": scaling}
     with tempfile.TemporaryDirectory() as tmp:
-        if "efficiency" in args.sections:
-            result["efficiency"] = efficiency(args, Path(tmp))
-        if "scaling" in args.sections:
-            result["scaling"] = scaling(args, Path(tmp))
-    print("\n" + format_tables(result))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
-    return 0
+        return {name: sections[name](args, Path(tmp)) for name in args.sections}
+
+
+def main(argv: list[str]) -> int:
+    return run(sys.modules[__name__], argv)

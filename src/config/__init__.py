@@ -12,18 +12,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from src.analysis.formatting import clip_label
+
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 # One id per process: two runs started in the same second still get different run directories, and every
 # re-resolution of hydra.run.dir inside one process gives the same directory.
 RUN_UID = f"{os.getpid():x}{secrets.token_hex(2)}"
-
-
-def clip_label(clip: float | None, rule: str | None = None) -> str:
-    """How a run's name says what clipped it: the rule's name, clip<value> (Lightning), or noclip."""
-    if rule and rule != "none":
-        return str(rule)
-    return "noclip" if clip is None else f"clip{clip}"
 
 
 def register() -> None:

@@ -26,6 +26,7 @@ from hydra.utils import get_object, instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from src.build import build_network
 from src.config.errors import ConfigError
 
 
@@ -174,7 +175,6 @@ def check_objects(cfg: DictConfig) -> None:
 
 
 def _check_network(cfg: DictConfig, task: Any) -> None:
-    from src.train import build_network  # deferred: src.train imports the config package
 
     def network(node: dict[str, Any]) -> Any:
         with torch.device("meta"):  # shapes and init choices only: no memory, no initialisation cost

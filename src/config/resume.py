@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from src.build import build_module
 from src.config.errors import ConfigError
 from src.config.objects import resolved
 
@@ -86,8 +87,6 @@ def _config_differences(ckpt: Path, cfg: DictConfig) -> str:
 def expected_state(cfg: DictConfig) -> dict[str, list[int]]:
     """Keys and shapes of the LightningModule this config builds, built on the meta device."""
     from hydra.utils import instantiate
-
-    from src.train import build_module  # deferred: src.train imports the config package
 
     task = instantiate(cfg.data).task
     with torch.device("meta"):

@@ -201,7 +201,7 @@ def bench_rows(check: Check, name: str, path: Path) -> None:
                 + (f"; peak {peak:.0f} MiB" if peak is not None else ""),
             )
     elif name == "telemetry":
-        results = data["results"]
+        results = {f"{r['model']}/{r['variant']}": r for r in data["runs"]}
         for model in dict.fromkeys(k.split("/")[0] for k in results):
             none = results[f"{model}/none"]
             ratios = [f"{k.split('/')[1]} {v['ratio']:.3f}x" for k, v in results.items() if k.startswith(f"{model}/")]
@@ -214,7 +214,8 @@ def bench_rows(check: Check, name: str, path: Path) -> None:
                 + (f"; peak {peak:.0f} MiB (default)" if peak is not None else ""),
             )  # fmt: skip
     else:
-        results = data["results"]
+        results = {f"{r['model']}/{r['variant']}": r for r in data["runs"]}
+        results |= {f"{r['model']}/direct": r for r in data["direct"]}
         for model in dict.fromkeys(k.split("/")[0] for k in results):
             guard, shared, direct = (results[f"{model}/{v}"] for v in ("guard", "guard+grad_norm", "direct"))
             check.row(

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.analysis import criteria
-from src.reproduce import published
-from src.reproduce.runs import load_run
+from src.analysis import criteria, published
+from src.analysis.runs import load_run
 
 MAX_STEPS = 20_000  # Arjovsky et al.'s n_iter
 DRY = {"hidden": 8, "seq_len": 10, "batch": 4, "steps": 4}  # a dry run: the same command lines, tiny

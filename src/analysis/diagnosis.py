@@ -1,30 +1,16 @@
-"""Read a finished run's files and name the seed article's symptoms of exploding gradients, with evidence.
+"""Which of the seed article's exploding-gradient symptoms does a finished run show, and what caused them?
 
-Symptoms ("Diagnosing Exploding Gradients" in the seed article):
-1. the loss went NaN or ∞;
-2. weight norms grow monotonically instead of settling;
-3. the gradient norm grows across training instead of stabilising (the seed: ~1 to ~1000 over 10 epochs);
-4. spikes: single steps far above the typical gradient norm.
+Symptoms (the seed's "Diagnosing Exploding Gradients"): a NaN/inf loss; weight norms growing monotonically;
+the gradient norm growing across training instead of settling; spikes far above the typical norm. Read from
+summary.json, csv/metrics.csv and the guard's flight recorder divergence.json. Causes, because the fix follows
+the cause: ``init`` (non-finite at step 0, before any update: clipping cannot help; change the initialisation
+or architecture), ``spike`` (healthy until one step's gradient or loss spiked, a bad batch: skip such steps),
+``updates`` (finite at first, non-finite after some updates: clip, or lower the learning rate if clipped).
 
-Sources, all in the run directory: ``summary.json`` (status, the guard's events and divergence record),
-``csv/metrics.csv`` (CSVLogger: ``train/loss``, ``grad/norm_total_preclip``, ``grad/norm_max_since_log``,
-``weight/layer/*``) and ``divergence.json`` (the guard's flight recorder: every step's norms before the event).
-
-The diagnosis then names the likely cause, because the fix follows the cause, not the symptom:
-- ``init``: non-finite at step 0, before any update: the forward (or backward) pass of the initial weights
-  overflowed. Clipping acts on gradients after that pass and cannot help: change the initialisation or the
-  architecture (He/Glorot instead of N(0, 1), fewer layers, a normalisation layer).
-- ``spike``: a run that was healthy until one step's gradient (or loss) spiked — a bad batch — and then
-  broke, or whose spikes it survived: skip such steps (``callbacks.divergence_guard.on_spike=skip``).
-- ``updates``: finite at first, non-finite after some updates: the steps were too large — clip the
-  gradients (threshold below) or, if they were clipped already, lower the learning rate.
-
-The suggested clipping threshold is the 90th percentile of the finite pre-clip norms logged before the run
-diverged, leaving out the steps the guard flagged as spikes, so that typical steps pass untouched and only the
-largest tenth is rescaled. When the norm was growing (symptom 3) only the first half of those steps counts: the
-later ones are the explosion, not the healthy scale. Pascanu, Mikolov & Bengio (2013, §3.2) found thresholds
-from half to ten times the average norm to converge; that range is printed beside it. Fewer than ``MIN_NORMS``
-samples give no suggestion.
+The suggested clip is the 90th percentile of the finite pre-clip norms logged before any divergence, spikes
+left out (only the first half when the norm was growing: the rest is the explosion), so typical steps pass and
+the largest tenth is rescaled; Pascanu, Mikolov & Bengio (2013, §3.2) found half to ten times the average norm
+to converge, printed beside it. Fewer than ``MIN_NORMS`` samples give no suggestion.
 """
 
 from __future__ import annotations
@@ -37,7 +23,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from src.reproduce.runs import load_run
+from src.analysis.formatting import clip_label
+from src.analysis.runs import load_run
 
 MIN_NORMS = 10  # fewer finite pre-divergence norms than this are no distribution to take a percentile of
 CLIP_PERCENTILE = 90
@@ -96,8 +83,7 @@ def _nonfinite_evidence(divergence: dict[str, Any] | None, record: dict[str, Any
             parts.append(
                 "total norm over the last recorded steps: " + ", ".join(f"{g:.3g} (step {s})" for s, g in lead[-5:])
             )
-    clip = divergence.get("clip")
-    parts.append("no clipping" if clip is None else f"clip {clip} ({divergence.get('clip_algorithm')})")
+    parts.append(f"clipping: {clip_label(divergence.get('clip'), None, divergence.get('clip_algorithm', 'norm'))}")
     return "; ".join(parts)
 
 

@@ -33,53 +33,28 @@ class Experiment:
     quick: list[str] = field(default_factory=list)  # overrides of the quick scale, on top of the config
 
 
+SHORT = ["data.batches_per_epoch=50", "data.val_size=512"]  # validation every 50 steps, on 512 sequences
+MLP_QUICK = [*SHORT, "data.test_size=512"]
 EXPERIMENTS: list[Experiment] = [
     Experiment("flagship", "The flagship pair: model=rnn with and without clipping, 3 seeds"),
     Experiment("vanishing", "The second lesson: clipping stops the NaN, not the vanishing (T = 200)"),
     Experiment("seed_chain", "Seed numbers: the scalar chain"),
+    Experiment("init_study", "Initialisation: N(0,1) vs Xavier vs He", ["trainer.max_steps=300", *MLP_QUICK]),
     Experiment(
-        "init_study",
-        "Initialisation: N(0,1) vs Xavier vs He",
-        ["trainer.max_steps=300", "data.batches_per_epoch=50", "data.val_size=512", "data.test_size=512"],
+        "norm_residual", "Normalisation and residual connections at depth 50", ["trainer.max_steps=400", *MLP_QUICK]
     ),
-    Experiment(
-        "norm_residual",
-        "Normalisation and residual connections at depth 50",
-        ["trainer.max_steps=400", "data.batches_per_epoch=50", "data.val_size=512", "data.test_size=512"],
-    ),
-    Experiment(
-        "activations",
-        "Activations at depth 20",
-        ["trainer.max_steps=400", "data.batches_per_epoch=50", "data.val_size=512", "data.test_size=512"],
-    ),
+    Experiment("activations", "Activations at depth 20", ["trainer.max_steps=400", *MLP_QUICK]),
     Experiment(
         "recurrent_adding",
         "Recurrent long dependencies: adding problem",
-        [
-            "model.hidden_size=64",
-            "trainer.max_steps=400",
-            "data.batches_per_epoch=50",
-            "data.val_size=512",
-            "test=false",
-        ],
+        ["model.hidden_size=64", "trainer.max_steps=400", *SHORT, "test=false"],
     ),
     Experiment(
         "recurrent_copy",
         "Recurrent long dependencies: copy memory",
-        [
-            "model.hidden_size=64",
-            "data.seq_len=20",
-            "trainer.max_steps=500",
-            "data.batches_per_epoch=50",
-            "data.val_size=512",
-            "test=false",
-        ],
+        ["model.hidden_size=64", "data.seq_len=20", "trainer.max_steps=500", *SHORT, "test=false"],
     ),
-    Experiment(
-        "clip_sweep",
-        "Clipping threshold sweep",
-        ["trainer.max_steps=1000", "data.batches_per_epoch=50", "data.val_size=512", "test=false"],
-    ),
+    Experiment("clip_sweep", "Clipping threshold sweep", ["trainer.max_steps=1000", *SHORT, "test=false"]),
 ]
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 

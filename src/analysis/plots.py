@@ -1,4 +1,4 @@
-"""Figures of the reproduction report (matplotlib, Agg): one PNG per experiment under docs/img/."""
+"""Figures of runs (matplotlib, Agg): curves, per-layer and through-time profiles, for compare and the report."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from src.reproduce.runs import Run
+from src.analysis.runs import Run
 
 
 def save(fig: plt.Figure, path: Path, bottom: float = 0.0) -> Path:
@@ -37,7 +37,7 @@ def layer_profiles(panels: dict[str, list[tuple[str, dict[str, float]]]], ylabel
     return save(fig, path)
 
 
-LINESTYLES = {"none": "--", "autoclip": ":"}  # by the label's last word; anything else solid
+LINESTYLES = {"noclip": "--", "autoclip": ":"}  # by the clip label; anything else solid
 
 
 def loss_curves(
@@ -59,7 +59,7 @@ def loss_curves(
             if relative:
                 model, rule = label.split(" ", 1)
                 colours.setdefault(model, f"C{len(colours) % 10}")
-                kwargs = {"color": colours[model], "linestyle": LINESTYLES.get(rule.split(" ")[0], "-")}
+                kwargs = {"color": colours[model], "linestyle": LINESTYLES.get(rule, "-")}
             ax.plot([s for s, _ in points], [v / scale for _, v in points], label=label, **kwargs)
             if run.status == "diverged" and run.diverged_at is not None:
                 ax.axvline(run.diverged_at, color="red", alpha=0.2)
@@ -79,3 +79,53 @@ def loss_curves(
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=7)
     return save(fig, path, bottom=0.22 if relative else 0.0)
+
+
+def labelled(fig: plt.Figure, ax: plt.Axes, xlabel: str, ylabel: str, path: Path) -> Path:
+    """One panel's axis labels, grid and legend, then the figure saved."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def grad_norm_plot(runs: list[tuple[str, Run]], path: Path) -> Path | None:
+    """The largest pre-clip total norm of each logging window, per run, on a log scale (a one-step spike between
+    two logged steps is in it); None when no run logged it (no gradient monitor)."""
+    key = "grad/norm_max_since_log"
+    if not any(run.curve(key) for _, run in runs):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, run in runs:
+        points = run.curve(key)
+        if points:
+            ax.semilogy([s for s, _ in points], [v for _, v in points], label=name)
+            if run.diverged_at is not None:
+                ax.axvline(run.diverged_at, color="red", alpha=0.2)
+    return labelled(fig, ax, "optimizer step", "largest pre-clip gradient norm since the last log", path)
+
+
+def spread(steps: list[int], count: int) -> list[int]:
+    """``count`` steps spread evenly from the first to the last (all of them if there are fewer)."""
+    if len(steps) <= count:
+        return steps
+    return sorted({steps[round(i * (len(steps) - 1) / (count - 1))] for i in range(count)})
+
+
+def through_time_plot(runs: list[tuple[str, Run]], path: Path) -> Path | None:
+    """||dL/dh_t|| against t: per run the first and last logged profile, and some between when few runs are drawn;
+    None when no run logged one (feed-forward models)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    per_run = min(4, max(2, 6 // max(1, len(runs))))
+    for name, run in runs:
+        for step in spread(run.steps_of("time_grad/t="), per_run):
+            profile = run.at_step("time_grad/t=", step)
+            ts = sorted(profile, key=int)
+            ax.semilogy([int(t) for t in ts], [profile[t] for t in ts], label=f"{name} @ step {step}")
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    return labelled(fig, ax, "time step t", "||dL/dh_t||", path)
