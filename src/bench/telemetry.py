@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from src.bench._device import accelerator
 from src.bench._harness import StepTimer, Tables, UsageError, interleaved, run
+from src.config.compose import compose_run
 from src.grad_norms import fused_norms
 
 DEFAULTS = {"steps": 500, "warmup": 10, "repeats": 5}
