@@ -163,6 +163,7 @@ DDP_SCRIPT = textwrap.dedent(
     trainer.fit(Tiny(), tiny_loader())
     result = {"rank": trainer.global_rank, "step": trainer.global_step, "diverged": guard.diverged}
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
+    torch.distributed.destroy_process_group()  # else gloo's threads can abort the interpreter's exit
     """
 )
 

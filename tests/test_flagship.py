@@ -1,8 +1,12 @@
-"""The flagship pair, `model=rnn clip=null` vs `clip=1.0` at the defaults: one seed, a third of the steps.
+"""The flagship pair, `model=rnn clip=null` vs `clip=1.0` at the defaults (3000 steps), one seed.
 
 README and conf/experiment/flagship.yaml give the full-size criterion over three seeds; this checks the same
 direction on the submitted defaults: without clipping the gradient norm explodes (the run diverges), with
 clipping at 1.0 the same network learns the adding problem below half the baseline.
+
+When the clipped run leaves the plateau depends on the CPU's float rounding (the CI machine's seed 1 was
+still at 0.94x the baseline at step 1000, this machine's below 0.5x), so the test runs the default budget:
+the three seeds measured here solved it (< 0.1x) by steps 1800-2200.
 """
 
 from __future__ import annotations
@@ -11,10 +15,8 @@ import pytest
 
 from src.train import train
 
-# the defaults, shortened: seed 1 diverges unclipped at step 61 and is below 0.5x the baseline by step 1000
-SHORT = [
+DEFAULTS = [
     "seed=1",
-    "trainer.max_steps=1000",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "callbacks=minimal",
@@ -25,8 +27,8 @@ SHORT = [
 
 @pytest.fixture
 def pair(make_cfg):
-    unclipped = train(make_cfg("model=rnn", "clip=null", *SHORT, fast=False))
-    clipped = train(make_cfg("model=rnn", "clip=1.0", *SHORT, fast=False))
+    unclipped = train(make_cfg("model=rnn", "clip=null", *DEFAULTS, fast=False))
+    clipped = train(make_cfg("model=rnn", "clip=1.0", *DEFAULTS, fast=False))
     return unclipped, clipped
 
 
@@ -34,6 +36,6 @@ def test_flagship_pair_explodes_without_clipping_and_learns_with_it(pair):
     unclipped, clipped = pair
     assert unclipped["status"] == "diverged" and unclipped["divergence"]["reason"].startswith("nonfinite")
     assert unclipped["divergence"]["last_finite_grad_norm"] > 1e6  # the norm ran away before the NaN
-    assert clipped["status"] == "completed" and clipped["steps"] == 1000
+    assert clipped["status"] == "completed" and clipped["steps"] == 3000
     assert clipped["max_grad_norm"] < 100 and clipped["steps_clipped"] > 100  # clipping acted, often
     assert clipped["loss_vs_baseline"] < 0.5

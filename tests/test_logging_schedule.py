@@ -11,6 +11,7 @@ import pytest
 from hydra.utils import instantiate
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from src.build import build_network
 from src.callbacks import (
     ActivationMonitor,
     HistogramMonitor,
@@ -21,7 +22,7 @@ from src.callbacks import (
 )
 from src.loggers import StepRowWriter
 from src.models import GradLabModule
-from src.train import build_network, train
+from src.train import train
 from tests.telemetry_helpers import MemoryLogger
 
 

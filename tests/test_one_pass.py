@@ -15,8 +15,8 @@ import torch
 from hydra.utils import instantiate
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from src.build import build_network
 from src.models import GradLabModule
-from src.train import build_network
 
 NORMS = {
     torch.ops.aten._foreach_norm,
