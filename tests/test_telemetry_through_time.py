@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
@@ -17,7 +18,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from src.callbacks import ThroughTimeMonitor
+from src.callbacks.through_time import sigma_max
 from src.callbacks.unrolled_rnn import unrolled_forward
+from src.train import train
 from tests.telemetry_helpers import MemoryLogger
 
 CELLS = {
@@ -272,3 +275,35 @@ def test_unrolled_pass_on_unbatched_input():
     out, (_h, c), _ = unrolled_forward(rnn, x)
     torch.testing.assert_close(out, fused_out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(c, fused_c, rtol=1e-5, atol=1e-6)
+
+
+def test_sigma_max_is_the_largest_singular_value_and_nan_for_non_finite_weights():
+    w = torch.randn(7, 7, generator=torch.Generator().manual_seed(0))
+    assert sigma_max(w).item() == pytest.approx(float(np.linalg.svd(w.numpy(), compute_uv=False)[0]), rel=1e-5)
+    w[2, 3] = math.inf
+    assert math.isnan(sigma_max(w).item())  # torch.linalg.matrix_norm raises on this matrix
+
+
+def test_a_run_that_goes_on_with_nan_weights_keeps_logging_through_time(make_cfg):
+    """on_nonfinite=warn lets the unclipped flagship run continue after its weights turn NaN (seed 0, ~step 200)."""
+    summary = train(
+        make_cfg(
+            "model=rnn",
+            "clip=null",
+            "seed=0",
+            "trainer.max_steps=300",
+            "logger=csv",
+            "test=false",
+            "callbacks.divergence_guard.on_nonfinite=warn",
+            "callbacks.through_time.every_n_steps=50",
+            fast=False,
+        )
+    )
+    assert summary["steps"] == 300 and not math.isfinite(summary["metrics"]["val/loss"])
+    rows = list(csv.DictReader((Path(summary["run_dir"]) / "csv" / "metrics.csv").read_text().splitlines()))
+    sigmas = [
+        float(r["rnn/sigma_max/network.rnn.weight_hh_l0"])
+        for r in rows
+        if r.get("rnn/sigma_max/network.rnn.weight_hh_l0")
+    ]
+    assert len(sigmas) == 7 and sigmas[0] == pytest.approx(1.1, rel=1e-4) and math.isnan(sigmas[-1])

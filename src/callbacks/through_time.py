@@ -96,6 +96,18 @@ def side_effects_undone(module: nn.Module) -> Iterator[None]:
                     buffer.copy_(saved)
 
 
+def sigma_max(matrix: Tensor) -> Tensor:
+    """The largest singular value of ``matrix`` in float32, NaN when it holds a non-finite entry.
+
+    The SVD refuses non-finite input, and under ``on_nonfinite=warn`` a run goes on with NaN weights; the
+    check stays on the device (no host sync).
+    """
+    matrix = matrix.float()
+    finite = torch.isfinite(matrix).all()
+    sigma = torch.linalg.matrix_norm(torch.where(finite, matrix, torch.zeros_like(matrix)), ord=2)
+    return torch.where(finite, sigma, torch.full_like(sigma, math.nan))
+
+
 class ThroughTimeMonitor(Monitor):
     """On the logging steps of ``src.callbacks.schedule`` (step 0 included), on rank 0:
 
@@ -169,8 +181,8 @@ class ThroughTimeMonitor(Monitor):
         for name, m in pl_module.named_modules():
             if isinstance(m, nn.RNNBase):
                 for layer in range(m.num_layers):
-                    w_hh = getattr(m, f"weight_hh_l{layer}").detach().float()
-                    metrics[f"rnn/sigma_max/{name}.weight_hh_l{layer}"] = torch.linalg.matrix_norm(w_hh, ord=2)
+                    w_hh = getattr(m, f"weight_hh_l{layer}").detach()
+                    metrics[f"rnn/sigma_max/{name}.weight_hh_l{layer}"] = sigma_max(w_hh)
         modules = self._recurrent_modules(pl_module)
         profiles = self.profiles(pl_module, batch, modules) if modules else {}
         if profiles:
