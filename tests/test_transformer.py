@@ -435,9 +435,18 @@ def test_cli_trains_a_transformer(tmp_path):
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "completed" and summary["steps"] == 5
     assert summary["choices"]["model"] == "transformer"
+    assert summary["choices"]["optimizer"] == "adam"  # conf/model/transformer.yaml brings it
     with (summary_path.parent / "csv" / "metrics.csv").open() as f:
         columns = next(csv.reader(f))
     assert "attn/logit_max/network.blocks.0.attn" in columns and "grad/layer/network.blocks.0.mlp.proj" in columns
+
+
+@pytest.mark.slow
+def test_the_default_transformer_command_solves_the_default_task(make_cfg):
+    """`python scripts/train.py model=transformer` as the README gives it: Adam, 1000 steps, adding T = 50."""
+    summary = train(make_cfg("model=transformer", "logger=csv", fast=False))
+    assert summary["choices"]["optimizer"] == "adam" and summary["steps"] == 1000
+    assert summary["beats_baseline"] and summary["solves"]  # < 0.1x the 1/6 baseline; solved at step 300 here
 
 
 # ---------------------------------------------------------------------------------------------------------
