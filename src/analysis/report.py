@@ -419,7 +419,8 @@ def build_report(root: Path, docs: Path) -> Path:
     """Write ``docs/results.md`` (and its PNGs) from the multirun directories under ``root``."""
     timing_path = root / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-    total = sum(t["wall_s"] for t in timing.values())
+    suite = timing.pop("_suite", {})
+    total = suite.get("elapsed_s") or sum(t["wall_s"] for t in timing.values())
     scales = sorted({t.get("scale", "?") for t in timing.values()})
     threads = sorted({str(t.get("threads", "?")) for t in timing.values()})
     walls = ", ".join(
