@@ -205,6 +205,18 @@ def minus(a: Quantity, b: Quantity) -> Quantity:
     return Quantity(f"{a.text} − {b.text}", fn)
 
 
+def ratio(a: Quantity, b: Quantity) -> Quantity:
+    """a / b (inf when b is 0 and a is not)."""
+
+    def fn(arms: Arms) -> float | None:
+        va, vb = a(arms), b(arms)
+        if va is None or vb is None:
+            return None
+        return va / vb if vb else (math.inf if va else math.nan)
+
+    return Quantity(f"{a.text} / {b.text}", fn)
+
+
 def greater(a: Quantity, b: Quantity) -> Test:
     """a > b (NaN fails)."""
 
