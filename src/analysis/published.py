@@ -60,86 +60,112 @@ class Published:
 CLAIMS: dict[str, Published] = {
     # --- seed 1: the worked example and its questions ---------------------------------------------------------
     "chain.delta": Published(
-        SEED1, "5 layers, every weight 2.0, x = 1: the backward signal is δ = 16, 8, 4, 2, 1; ∂L/∂W₁ = 16",
+        SEED1,
+        "5 layers, every weight 2.0, x = 1: the backward signal is δ = 16, 8, 4, 2, 1; ∂L/∂W₁ = 16",
         "δ₁ … δ₅ = 16, 8, 4, 2, 1",
     ),
     "chain.update": Published(SEED1, "lr 0.1: W₁'s update is 0.1 × 16 = 1.6, 80% of its value", "1.6 (80%)"),
     "chain.depth20": Published(
-        SEED1, "20 layers: the gradient at layer 1 is 2¹⁹ and the update 52,428; the network diverges",
+        SEED1,
+        "20 layers: the gradient at layer 1 is 2¹⁹ and the update 52,428; the network diverges",
         "δ₁ = 524,288; ΔW₁ = 52,428",
     ),
     "chain.listing": Published(
-        SEED1, "the code listing prints gradients w=0.5: [0.0312 … 0.5], w=2.0: [16.0 … 1.0]",
+        SEED1,
+        "the code listing prints gradients w=0.5: [0.0312 … 0.5], w=2.0: [16.0 … 1.0]",
         "0.5: 0.0312, 0.0625, 0.125, 0.25, 0.5; 2.0: 16, 8, 4, 2, 1",
     ),
-    "chain.crossover": Published(SEED1, "the crossover point is exactly |w| = 1 (gradient constant across layers)", "1"),
-    "q1": Published(SEED1, "question 1: the gradient at layer 1 with w = 3.0 and with w = 0.9, 5 layers", "3⁴ = 81; 0.9⁴ = 0.6561"),
+    "chain.crossover": Published(
+        SEED1, "the crossover point is exactly |w| = 1 (gradient constant across layers)", "1"
+    ),
+    "q1": Published(
+        SEED1, "question 1: the gradient at layer 1 with w = 3.0 and with w = 0.9, 5 layers", "3⁴ = 81; 0.9⁴ = 0.6561"
+    ),
     "q3": Published(
-        SEED1, "question 3: a length-100 sequence, scalar W = 1.01 or 0.99: gradient ∝ W¹⁰⁰ — even 'safe' weights "
-        "explode or vanish over long ranges", "1.01¹⁰⁰ = 2.705; 0.99¹⁰⁰ = 0.366",
+        SEED1,
+        "question 3: a length-100 sequence, scalar W = 1.01 or 0.99: gradient ∝ W¹⁰⁰ — even 'safe' weights "
+        "explode or vanish over long ranges",
+        "1.01¹⁰⁰ = 2.705; 0.99¹⁰⁰ = 0.366",
     ),
     "clip.example": Published(
-        SEED1, "g = [16, 12, −8] clipped to 5: ‖g‖ = 21.54, g_clipped = [3.72, 2.79, −1.86] (listing prints "
-        "[3.714 2.786 −1.857]); the direction is preserved exactly", "[3.72, 2.79, −1.86]; [3.714, 2.786, −1.857]",
+        SEED1,
+        "g = [16, 12, −8] clipped to 5: ‖g‖ = 21.54, g_clipped = [3.72, 2.79, −1.86] (listing prints "
+        "[3.714 2.786 −1.857]); the direction is preserved exactly",
+        "[3.72, 2.79, −1.86]; [3.714, 2.786, −1.857]",
     ),
     "q2": Published(
-        SEED1, "question 2: g = [3, 4] clipped to 2: ‖g‖, the scale, g_clipped; [3, 4] and [6, 8] clipped to 2 point "
-        "the same way", "5; 0.4; [1.2, 1.6]; same direction",
+        SEED1,
+        "question 2: g = [3, 4] clipped to 2: ‖g‖, the scale, g_clipped; [3, 4] and [6, 8] clipped to 2 point "
+        "the same way",
+        "5; 0.4; [1.2, 1.6]; same direction",
     ),
     "q4": Published(
-        SEED1, "question 4: ∂L/∂W₁ = [100, 0], ∂L/∂W₂ = [0, 0.1], global clip to 1: W₂'s gradient all but vanishes "
-        "(is that desirable?)", "W₂ ×1/100 → [0, 0.001]",
+        SEED1,
+        "question 4: ∂L/∂W₁ = [100, 0], ∂L/∂W₂ = [0, 0.1], global clip to 1: W₂'s gradient all but vanishes "
+        "(is that desirable?)",
+        "W₂ ×1/100 → [0, 0.001]",
     ),
     "q5": Published(
-        SEED1, "question 5: loss falls for 3 epochs then NaN: which diagnostics confirm exploding gradients",
+        SEED1,
+        "question 5: loss falls for 3 epochs then NaN: which diagnostics confirm exploding gradients",
         "–",
     ),
     # --- seed 1: causes, symptoms, remedies -----------------------------------------------------------------
     "init.normal": Published(SEED1, f'"{SEED_INIT_CLAIM}"', "depth > ~10"),
     "init.he_xavier": Published(
-        SEED1 + "; " + SEED2, "He or Xavier initialisation keeps the initial gradient magnitudes in a stable range "
+        SEED1 + "; " + SEED2,
+        "He or Xavier initialisation keeps the initial gradient magnitudes in a stable range "
         "(the compound multiplication through layers stays near 1)",
     ),
     "rnn.clipping": Published(
-        SEED1, "RNNs: a length-100 sequence is a 100-layer network; RNNs for long sequences cannot be trained "
+        SEED1,
+        "RNNs: a length-100 sequence is a 100-layer network; RNNs for long sequences cannot be trained "
         "without gradient clipping",
     ),
     "symptom.nan": Published(
-        SEED1, "symptom 1: the training loss suddenly goes to NaN after a few epochs — the model was learning, "
+        SEED1,
+        "symptom 1: the training loss suddenly goes to NaN after a few epochs — the model was learning, "
         "then the weights overflowed",
     ),
     "symptom.weights": Published(SEED1, "symptom 2: |W| increases monotonically in the first 2–3 epochs"),
     "symptom.norm": Published(
-        SEED1, "symptom 3: the gradient norm grows consistently across epochs, from ~1 to ~1000 over 10 epochs",
+        SEED1,
+        "symptom 3: the gradient norm grows consistently across epochs, from ~1 to ~1000 over 10 epochs",
         "~1 → ~1000 over 10 epochs",
     ),
     "clip.standard": Published(SEED1, f'"{SEED_CLIP_CLAIM}"', "1.0 for RNNs"),
     "clip.tradeoff": Published(
-        SEED1, "a threshold too small clips frequently and the optimizer takes tiny steps; too large fails to "
+        SEED1,
+        "a threshold too small clips frequently and the optimizer takes tiny steps; too large fails to "
         "prevent occasional spikes",
     ),
     "clip.vanishing": Published(
-        SEED1, "clipping prevents NaN but does not solve the root cause: over long sequences the gradient still "
-        "loses the signal from distant timesteps", "500+ timesteps",
+        SEED1,
+        "clipping prevents NaN but does not solve the root cause: over long sequences the gradient still "
+        "loses the signal from distant timesteps",
+        "500+ timesteps",
     ),
     "bn.small_batch": Published(
-        SEED1, "on small batches (< 8) batch-norm estimates are noisy; layer normalization is preferred "
-        "(for RNNs and transformers)", "batch < 8",
+        SEED1,
+        "on small batches (< 8) batch-norm estimates are noisy; layer normalization is preferred "
+        "(for RNNs and transformers)",
+        "batch < 8",
     ),
     "bn.prevents": Published(
-        SEED1 + "; " + SEED2, "batch normalization prevents exploding gradients: if activations cannot grow "
+        SEED1 + "; " + SEED2,
+        "batch normalization prevents exploding gradients: if activations cannot grow "
         "exponentially, gradients cannot either",
     ),
     "monitoring": Published(
-        SEED1 + "; " + SEED2, "detect it by gradient norms per layer, histograms, loss and weight-update trends, "
+        SEED1 + "; " + SEED2,
+        "detect it by gradient norms per layer, histograms, loss and weight-update trends, "
         "NaN/Inf checks, comparative studies",
     ),
     # --- seed 2: causes and mitigations ----------------------------------------------------------------------
-    "depth": Published(
-        SEED2, "gradient amplification becomes more pronounced with depth; reduce the network's depth"
-    ),
+    "depth": Published(SEED2, "gradient amplification becomes more pronounced with depth; reduce the network's depth"),
     "lr": Published(
-        SEED2, "the learning rate acts as a multiplier to the gradient: high values cause huge parameter updates "
+        SEED2,
+        "the learning rate acts as a multiplier to the gradient: high values cause huge parameter updates "
         "that destabilise training",
     ),
     "activations.explode": Published(
@@ -149,63 +175,78 @@ CLAIMS: dict[str, Published] = {
         SEED2, "Leaky ReLU or ELU mitigate: they reduce the chances of extreme gradient values"
     ),
     "optimizers": Published(
-        SEED2, "adaptive learning-rate algorithms (Adam, RMSprop, AdaGrad) minimise the impact of substantial "
-        "gradients",
+        SEED2,
+        "adaptive learning-rate algorithms (Adam, RMSprop, AdaGrad) minimise the impact of substantial gradients",
     ),
     "weight_decay": Published(SEED2, "weight decay discourages extensive weight updates (a mitigation)"),
     "residual": Published(SEED2, "skip connections (residual networks) alleviate gradient explosion"),
-    "batch_size": Published(
-        SEED2, "experiment with mini-batch sizes to observe their impact on gradient stability"
+    "residual.norm": Published(
+        SEED2 + "; He et al. 2016",
+        "residual networks as built in practice: every skip connection beside a "
+        "normalisation layer (He et al. 2016 use BatchNorm)",
     ),
-    "early_stopping": Published(
-        SEED2, "early stopping prevents further divergence caused by exploding gradients"
-    ),
-    "bn.higher_lr": Published(
-        SEED2, "batch normalization allows higher learning rates without destabilising training"
-    ),
+    "batch_size": Published(SEED2, "experiment with mini-batch sizes to observe their impact on gradient stability"),
+    "early_stopping": Published(SEED2, "early stopping prevents further divergence caused by exploding gradients"),
+    "bn.higher_lr": Published(SEED2, "batch normalization allows higher learning rates without destabilising training"),
     "clip.rules": Published(
         SEED2, "layer-wise clipping and gradient penalties regulate gradient magnitudes (beside norm clipping)"
     ),
     # --- papers ---------------------------------------------------------------------------------------------
     "pascanu.bound": Published(
-        PASCANU + " §2.1", "gradients can explode only if the largest singular value of W_rec exceeds 1/γ "
-        "(γ = 1 for tanh); below it they vanish at least geometrically", "σ_max(W_hh) > 1",
+        PASCANU + " §2.1",
+        "gradients can explode only if the largest singular value of W_rec exceeds 1/γ "
+        "(γ = 1 for tanh); below it they vanish at least geometrically",
+        "σ_max(W_hh) > 1",
     ),
     "pascanu.length": Published(
-        PASCANU + " §4.1.1, Fig. 7", '"As the length of the sequence increases, using clipping becomes more '
+        PASCANU + " §4.1.1, Fig. 7",
+        '"As the length of the sequence increases, using clipping becomes more '
         'important to achieve a better success rate" (temporal order, 50 tanh units, SGD lr 0.01, 5 seeds)',
         "success-rate gap grows with T",
     ),
     "pascanu.threshold": Published(
-        PASCANU + " §3.2", '"values from half to ten times this average [norm] can still yield convergence, '
-        'though convergence speed can be affected"', "0.5–10× the mean norm",
+        PASCANU + " §3.2",
+        '"values from half to ten times this average [norm] can still yield convergence, '
+        'though convergence speed can be affected"',
+        "0.5–10× the mean norm",
     ),
     "pascanu.temporal_order": Published(
-        PASCANU + " §4.1.1", "SGD with clipping (and their regulariser) solves temporal order up to T = 200 on 5/5 "
-        "seeds (< 1% of 10,000 sequences wrong), within 5M updates", "100% success, T ≤ 200",
+        PASCANU + " §4.1.1",
+        "SGD with clipping (and their regulariser) solves temporal order up to T = 200 on 5/5 "
+        "seeds (< 1% of 10,000 sequences wrong), within 5M updates",
+        "100% success, T ≤ 200",
     ),
     "arjovsky.rnn": Published(
-        ARJOVSKY + " Fig. 2", '"The RNN with tanh is not able to beat the baseline for any time length" (adding, '
-        "T = 100–750, 128 units, RMSProp 1e-3, clip 1)", "no T beats 0.167",
+        ARJOVSKY + " Fig. 2",
+        '"The RNN with tanh is not able to beat the baseline for any time length" (adding, '
+        "T = 100–750, 128 units, RMSProp 1e-3, clip 1)",
+        "no T beats 0.167",
     ),
     "arjovsky.lstm": Published(
-        ARJOVSKY + " Fig. 2", 'the LSTM is "able to convincingly beat the baseline up to T=400" (adding)',
+        ARJOVSKY + " Fig. 2",
+        'the LSTM is "able to convincingly beat the baseline up to T=400" (adding)',
         "beats 0.167 up to T = 400",
     ),
     "arjovsky.copy": Published(
-        ARJOVSKY + " Fig. 1", 'on copy memory "the LSTM is able to beat the baseline only for 100 time steps"; '
-        "at T ≥ 200 it scores the memoryless 10·ln8/(T+20)", "beats only at T = 100",
+        ARJOVSKY + " Fig. 1",
+        'on copy memory "the LSTM is able to beat the baseline only for 100 time steps"; '
+        "at T ≥ 200 it scores the memoryless 10·ln8/(T+20)",
+        "beats only at T = 100",
     ),
     "le.irnn": Published(
-        LE + ", as quoted by " + ARJOVSKY, "the IRNN solves the adding problem at T = 300 (the tanh RNN at T = "
-        "150) but needs over a million iterations before it starts learning", "> 1M iterations",
+        LE + ", as quoted by " + ARJOVSKY,
+        "the IRNN solves the adding problem at T = 300 (the tanh RNN at T = "
+        "150) but needs over a million iterations before it starts learning",
+        "> 1M iterations",
     ),
     "bai.gru": Published(
-        BAI + " Table 1", "adding T = 600, ~70K parameters: GRU 5.3e-5, LSTM 0.164, vanilla RNN 0.177 (final MSE)",
+        BAI + " Table 1",
+        "adding T = 600, ~70K parameters: GRU 5.3e-5, LSTM 0.164, vanilla RNN 0.177 (final MSE)",
         "GRU 5.3e-5 vs LSTM 0.164",
     ),
     "bai.copy": Published(
-        BAI + " Table 1", "copy T = 1000: LSTM 0.0204, GRU 0.0197, RNN 0.0202 — the memoryless 0.02039",
+        BAI + " Table 1",
+        "copy T = 1000: LSTM 0.0204, GRU 0.0197, RNN 0.0202 — the memoryless 0.02039",
         "at the baseline",
     ),
 }

@@ -16,7 +16,8 @@ Every criterion of src/analysis/claims.py reads the same names, so a number mean
   weight_growth: the last logged total weight norm over the first.
 - acc, exact_match: final validation accuracy on the answer positions and exact sequence match.
 - time_ratio: median over logged steps after 0 of ‖dL/dh_0‖/‖dL/dh_(T−1)‖ (recurrent models).
-- train_final: the last logged training loss; divergence_step.
+- train_final: the last logged training loss; divergence_step; steps (optimizer steps run) and
+  steps_after_divergence.
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ def result(run: Run, arm: str) -> Result:
         "train_final": train[-1] if train else None,
         "divergence_step": run.diverged_at,
         "steps": summary.get("steps"),
+        "steps_after_divergence": (
+            summary["steps"] - run.diverged_at if run.diverged_at is not None and summary.get("steps") else None
+        ),
         **norm_stats(run),
         **step0_profile(run),
         **growth(run),
