@@ -148,8 +148,8 @@ def result(run: Run, arm: str) -> Result:
         **growth(run),
     }
     final = run.final("val/loss")
-    if run.status == "diverged" and (final is None or math.isfinite(final)):
-        final = math.inf  # the final weights are the last finite ones; the run itself did not finish
+    if run.status == "diverged":
+        final = math.inf  # whatever its last weights score (NaN, or finite after skipped steps): it did not finish
     return Result(
         arm=arm,
         seed=int(summary.get("seed", 0)),
