@@ -73,7 +73,20 @@ EXPERIMENTS: list[Experiment] = [
     Experiment("bn_lr", "BatchNorm and a 10x learning rate", MLP_QUICK, cost=40),
     Experiment("optimizers", "Adaptive optimisers from a bad initialisation", MLP_QUICK, cost=60),
     Experiment("batch_size", "Batch size and the gradient norm's variability", MLP_QUICK, cost=40),
-    # the Transformer family's experiments (issue 14) join here, each with its claims in src/analysis/claims.py
+    Experiment("transformer_init_profile", "Transformer gradients at initialisation: Post-LN vs Pre-LN", cost=30),
+    Experiment(
+        "transformer_warmup",
+        "Transformer warm-up: Post-LN vs Pre-LN at one learning rate",
+        ["trainer.max_steps=500"],
+        cost=300,
+    ),
+    Experiment(
+        "transformer_lr_sweep",
+        "Attention-logit growth: an lr sweep with and without qk_norm",
+        ["trainer.max_steps=600"],
+        cost=400,
+    ),
+    Experiment("transformer_fp16", "fp16 overflow: 16-mixed vs bf16-mixed", ["trainer.max_steps=200"], cost=150),
 ]
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 

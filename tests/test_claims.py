@@ -7,6 +7,7 @@ import csv
 import functools
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from src.analysis import claims as cl
+from src.analysis import published as pub
+from src.analysis.claims_table import claims_table, counts_text
+from src.analysis.formatting import fmt
 from src.analysis.results import result
+from src.analysis.runs import Run, load_run
 from src.analysis.verdicts import Result, Verdict
+from src.config import register
 from src.config.preflight import _job_overrides
-from src.reproduce import published as pub
-from src.reproduce.runs import Run, load_run
-from src.reproduce.suite import BY_NAME
+from src.reproduce import BY_NAME
 from tests.conftest import compose_cfg
 
 
@@ -55,6 +59,7 @@ def arms_named(claim: cl.Claim) -> set[str]:
 def sweep_runs(experiment: str) -> tuple[list[Run], int]:
     """A Run per job of ``-m experiment=NAME`` but its seeds (composed, not trained: config, clip and choices),
     and the number of seeds the sweep runs (composing every seed's job too would triple the time)."""
+    register()
     jobs = _job_overrides(["-m", f"experiment={experiment}"], "train")
     seeds = {o for job in jobs for o in job if o.startswith("seed=")}
     runs = []
@@ -181,3 +186,49 @@ def test_a_claim_with_runs_missing_is_not_run(tmp_path: Path) -> None:
 def test_results_keep_what_the_report_shows() -> None:
     r = Result("a", 0, final=0.01, baseline=BASE, values={"acc": 0.9})
     assert math.isclose(r.get("final_ratio"), 0.06) and r.get("acc") == 0.9 and r.get("nothing") is None
+
+
+def test_transformer_numbers_from_made_up_runs(tmp_path: Path) -> None:
+    rows: list[dict[str, float]] = [
+        {"step": 0, **{f"grad/layer/network.blocks.{i}.mlp.proj": g for i, g in enumerate([2.0, 1.0, 0.5])}},
+        {"step": 0, "grad/layer/network.blocks.10.mlp.proj": 0.25},  # natural order: block 10 is the last
+        {"step": 0, "attn/logit_max/network.blocks.0.attn": 3.0, "amp/scale": 65536.0, "amp/skipped_steps": 0},
+        {"step": 99, "attn/logit_max/network.blocks.0.attn": 8.8e4, "amp/scale": 32768.0, "amp/skipped_steps": 1},
+    ]
+    summary = {"status": "completed", "seed": 1, "baseline": 1.649, "metrics": {"val/loss": 0.1}}
+    r = result(write_run(tmp_path / "fp16", summary, rows), "16-mixed")
+    assert r.get("proj_last_first") == 0.125 and r.get("attn_logit_max") == 8.8e4
+    assert r.get("scaler") == 1.0 and r.get("amp_min_scale") == 32768.0 and r.get("amp_skipped") == 1.0
+    rows = [{"step": 0, "attn/logit_max/network.blocks.0.attn": 2.0}, {"step": 9, "attn/logit_max/x": math.inf}]
+    bf16 = result(write_run(tmp_path / "bf16", summary, rows), "bf16-mixed")
+    assert bf16.get("attn_logit_max") == math.inf and bf16.get("scaler") == 0.0 and bf16.get("amp_skipped") == 0.0
+    assert bf16.get("amp_min_scale") is None and bf16.get("proj_last_first") is None
+
+
+def warmup_runs(root: Path, post_none_final: float) -> None:
+    """Made-up transformer_warmup jobs: temporal order, baseline ln 4."""
+    job = 0
+    for seed in range(3):
+        for arm, final in (("post none", post_none_final), ("post warmup", 5e-5), ("pre none", 6e-5)):
+            norm, scheduler = arm.split()
+            summary = {"status": "completed", "seed": seed, "baseline": math.log(4), "metrics": {"val/loss": final},
+                       "choices": {"scheduler": scheduler}, "config": {"model": {"norm_position": norm}}}  # fmt: skip
+            write_run(root / "transformer_warmup" / f"{job}_{arm}", summary, [{"step": 499, "val/loss": final}])
+            job += 1
+
+
+@pytest.mark.parametrize(("post_none", "verdict"), [(1.385, Verdict.supported), (0.3, Verdict.contradicted)])
+def test_warmup_claim_and_its_table_row_both_ways(tmp_path: Path, post_none: float, verdict: Verdict) -> None:
+    warmup_runs(tmp_path, post_none)  # 0.3 is 0.22x ln 4: Post-LN trained without warm-up
+    rows = cl.evaluate_claims(tmp_path)
+    row = next(r for r in rows if r.claim.key == "xiong.warmup")
+    assert row.verdict is verdict and row.outcome is not None and row.outcome.decided == 3
+    lines = claims_table(rows)
+    table_row = next(line for line in lines if "`xiong.warmup`" in line and line.startswith("|"))
+    assert f"**{verdict.value}** ({3 if verdict is Verdict.supported else 0}/3 seeds)" in table_row
+    assert f"{fmt(post_none / math.log(4), 3)} (" in table_row  # the median over 3 equal seeds, then the range
+    tally = Counter(r.verdict for r in rows)
+    assert lines[2] == counts_text(rows) and f"{tally[Verdict.not_run]} not run" in lines[2]
+    criterion = next(line for line in lines if line.startswith(f"{rows.index(row) + 1}. `xiong.warmup`"))
+    assert criterion.endswith(", ".join(f"seed {s} {'holds' if verdict is Verdict.supported else 'fails'}"
+                                        for s in range(3)) + ".")  # fmt: skip

@@ -23,6 +23,7 @@ from src.analysis.verdicts import (
     less,
     minus,
     not_,
+    sensitivity,
     solves,
     spread,
 )
@@ -143,3 +144,29 @@ def test_the_clipping_gap_grows_with_length_or_not() -> None:
     outcome = evaluate(GAP_GROWS, flat)
     assert outcome.verdict is Verdict.contradicted and outcome.held == 0
     assert "T50 clip solves" in GAP_GROWS.text
+
+
+def sweep(qk: str, seed: int, finals: list[float], initial: float = 2.3) -> list[Result]:
+    return [
+        Result(f"{qk} lr={lr}", seed, "diverged" if f == math.inf else "completed", f, None, 1.649, None,
+               {"train_initial": initial})
+        for lr, f in zip(("0.001", "0.01", "0.1"), finals, strict=True)
+    ]  # fmt: skip
+
+
+def test_lr_sensitivity_by_hand_both_ways() -> None:
+    without, with_qk = (
+        [f"qk=false lr={lr}" for lr in ("0.001", "0.01", "0.1")],
+        [f"qk=true lr={lr}" for lr in ("0.001", "0.01", "0.1")],
+    )
+    # without qk_norm: 0.1 diverges (its inf counts as the step-0 loss 2.3); with it: every lr trains
+    runs = sweep("qk=false", 0, [0.5, 0.01, math.inf]) + sweep("qk=true", 0, [0.5, 0.02, 0.3])
+    arms = {r.arm: r for r in runs}
+    assert math.isclose(sensitivity(without)(arms), (0.5 + 0.01 + 2.3) / 3 - 0.01)
+    assert math.isclose(sensitivity(with_qk)(arms), (0.5 + 0.02 + 0.3) / 3 - 0.02)
+    qk_helps = Criterion(greater(sensitivity(without), sensitivity(with_qk)), min_seeds=1)
+    assert evaluate(qk_helps, runs).verdict is Verdict.supported
+    # the other outcome: with qk_norm lr 0.001 barely trains, 0.1 fails and the best is worse: 1.3 > 0.927
+    runs = sweep("qk=false", 0, [0.5, 0.01, math.inf]) + sweep("qk=true", 0, [2.0, 0.2, math.inf])
+    assert evaluate(qk_helps, runs).verdict is Verdict.contradicted
+    assert sensitivity(without)({r.arm: r for r in runs[:2]}) is None  # an arm missing: undecided

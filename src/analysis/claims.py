@@ -1,4 +1,4 @@
-"""How each claim of src/reproduce/published.py is tested: the experiments it reads, how their runs are labelled
+"""How each claim of src/analysis/published.py is tested: the experiments it reads, how their runs are labelled
 (arms), the criterion fixed before the runs, and the numbers the claims table shows.
 
 A claim either reads runs of the suite (``experiments`` + ``arm`` + ``criterion``), or worked examples computed
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
+from src.analysis import published as pub
 from src.analysis import results as res
 from src.analysis import verdicts as v
+from src.analysis.runs import Run, collect
 from src.analysis.verdicts import Criterion, Outcome, Result, Spread, Verdict
-from src.reproduce import published as pub
-from src.reproduce.runs import Run, load_sweep
 
 Arm = Callable[[Run], str | None]
 
@@ -90,6 +90,26 @@ def wd_arm(run: Run) -> str | None:
 
 def early_arm(run: Run) -> str:
     return "early stopping" if run.cfg("callbacks.early_stopping") else "no early stopping"
+
+
+def block_arm(run: Run) -> str:
+    """Transformer runs by norm position and depth (transformer_init_profile)."""
+    return f"{run.cfg('model.norm_position')} d{run.cfg('model.depth')}"
+
+
+def warmup_arm(run: Run) -> str:
+    return f"{run.cfg('model.norm_position')} {run.summary.get('choices', {}).get('scheduler', '?')}"
+
+
+def qk_arm(run: Run) -> str:
+    return f"qk={str(run.cfg('model.qk_norm')).lower()} lr={run.cfg('optimizer.lr'):g}"
+
+
+def precision_arm(run: Run) -> str:
+    return str(run.cfg("trainer.precision"))
+
+
+LR_SWEEP = ("0.0001", "0.001", "0.01", "0.1", "1")  # conf/experiment/transformer_lr_sweep.yaml
 
 
 @dataclass(frozen=True)
@@ -708,6 +728,118 @@ CLAIMS: list[Claim] = [
         ),
         note="at T = 10, the longest delay solved within 3000 steps here; T = 100-1000 not tested",
     ),
+    # --- the Transformer family (issue 14) ----------------------------------------------------------------------
+    Claim(
+        "xiong.init",
+        ("transformer_init_profile",),
+        block_arm,
+        Criterion(
+            v.all_of(
+                *(
+                    v.all_of(
+                        v.above(f"post d{d}", "proj_last_first", 1.0),
+                        v.above(f"pre d{d}", "proj_last_first", 0.5),
+                        v.below(f"pre d{d}", "proj_last_first", 2.0),
+                    )
+                    for d in (6, 12)
+                )
+            )
+        ),
+        tuple(
+            Show(f"{p} d{d}", "proj_last_first", f"{p}-LN d{d}: ‖∇W²‖ last/first block")
+            for p in ("post", "pre")
+            for d in (6, 12)
+        ),
+        note="step 0, Xavier init, adding T = 50 (the default task); the step-0 gradient involves no optimizer",
+        test="tests/test_transformer.py (experiment 1's direction)",
+    ),
+    Claim(
+        "xiong.init_relative",
+        ("transformer_init_profile",),
+        block_arm,
+        Criterion(
+            v.all_of(
+                *(
+                    v.greater(v.value(f"post d{d}", "proj_last_first"), v.value(f"pre d{d}", "proj_last_first"))
+                    for d in (6, 12)
+                )
+            )
+        ),
+        tuple(Show(f"{p} d12", "proj_last_first", f"{p}-LN d12: last/first") for p in ("post", "pre")),
+    ),
+    Claim(
+        "xiong.warmup",
+        ("transformer_warmup",),
+        warmup_arm,
+        Criterion(
+            v.all_of(
+                v.any_of(v.diverges("post none"), v.not_(v.beats("post none"))),
+                v.beats("post warmup"),
+                v.beats("pre none"),
+            )
+        ),
+        (
+            Show("post none", "final_ratio", "Post-LN, no warm-up: final/baseline"),
+            Show("post warmup", "final_ratio", "Post-LN, warm-up"),
+            Show("pre none", "final_ratio", "Pre-LN, no warm-up"),
+            Show("pre warmup", "final_ratio", "Pre-LN, warm-up"),
+        ),
+        note="6 blocks, Adam 3e-3, temporal order T = 20, warm-up over 200 steps",
+    ),
+    Claim(
+        "wortsman.qk_norm",
+        ("transformer_lr_sweep",),
+        qk_arm,
+        Criterion(
+            v.greater(
+                v.sensitivity(f"qk=false lr={lr}" for lr in LR_SWEEP),
+                v.sensitivity(f"qk=true lr={lr}" for lr in LR_SWEEP),
+            )
+        ),
+        tuple(
+            Show(f"qk={q} lr={lr}", "final", f"qk_norm={q} lr {lr}: final val loss")
+            for q in ("false", "true")
+            for lr in ("0.01", "0.1", "1")
+        ),
+        note="associative recall K = 8, Adam with 200 warm-up steps; LR sensitivity = mean over the 5 lrs of "
+        "min(final loss, loss at step 0) minus the best final loss",
+    ),
+    Claim(
+        "wortsman.logits",
+        ("transformer_lr_sweep",),
+        qk_arm,
+        Criterion(
+            v.all_of(
+                v.not_(v.beats("qk=false lr=0.1")),
+                v.less("qk=true lr=0.1", "qk=false lr=0.1", "attn_logit_max", 0.1),
+            )
+        ),
+        (
+            Show("qk=false lr=0.1", "attn_logit_max", "lr 0.1, no qk_norm: largest attention logit"),
+            Show("qk=true lr=0.1", "attn_logit_max", "with qk_norm"),
+            Show("qk=false lr=0.1", "final_ratio", "no qk_norm: final/baseline"),
+        ),
+    ),
+    Claim(
+        "fp16.overflow",
+        ("transformer_fp16",),
+        precision_arm,
+        Criterion(
+            v.all_of(
+                v.any_of(v.below("16-mixed", "amp_min_scale", 65536.0), v.above("16-mixed", "amp_skipped", 0.0)),
+                v.below("bf16-mixed", "scaler", 0.5),
+                v.below("bf16-mixed", "amp_skipped", 0.5),
+                *(v.less(p, "32-true", "final", 1.1) for p in ("16-mixed", "bf16-mixed")),
+            )
+        ),
+        (
+            Show("16-mixed", "amp_min_scale", "16-mixed: smallest loss scale"),
+            Show("16-mixed", "amp_skipped", "16-mixed: skipped steps"),
+            Show("bf16-mixed", "final", "bf16 final val loss"),
+            Show("32-true", "final", "32-true"),
+        ),
+        note="on a CPU, 16-mixed is fp16 autocast with a CPU GradScaler (src/build.py)",
+    ),
     Claim(
         "pascanu.temporal_order",
         fixed=Verdict.not_testable,
@@ -736,24 +868,30 @@ class Row:
     results: list[Result] = field(default_factory=list)
 
 
-def claim_results(claim: Claim, root: Path) -> list[Result]:
+def claim_results(claim: Claim, root: Path, sweeps: dict[str, list[Run]] | None = None) -> list[Result]:
+    """The claim's runs (``sweeps`` caches each experiment's, read once for every claim) as Results."""
     if claim.compute is not None:
         return claim.compute()
-    runs = [run for name in claim.experiments for run in load_sweep(root / name)]
+    sweeps = {} if sweeps is None else sweeps
+    for name in claim.experiments:
+        if name not in sweeps:
+            sweeps[name] = collect([root / name])
+    runs = [run for name in claim.experiments for run in sweeps[name]]
     assert claim.arm is not None
     return res.results(runs, claim.arm)
 
 
-def evaluate_claim(claim: Claim, root: Path) -> Row:
+def evaluate_claim(claim: Claim, root: Path, sweeps: dict[str, list[Run]] | None = None) -> Row:
     published = pub.CLAIMS[claim.key]
     if claim.fixed is not None:
         return Row(claim, published, None, claim.fixed)
     assert claim.criterion is not None
-    results = claim_results(claim, root)
+    results = claim_results(claim, root, sweeps)
     outcome = v.evaluate(claim.criterion, results)
     numbers = [(s, v.spread(results, s.arm, s.key)) for s in claim.show]
     return Row(claim, published, outcome, outcome.verdict, numbers, results)
 
 
 def evaluate_claims(root: Path) -> list[Row]:
-    return [evaluate_claim(claim, root) for claim in CLAIMS]
+    sweeps: dict[str, list[Run]] = {}
+    return [evaluate_claim(claim, root, sweeps) for claim in CLAIMS]

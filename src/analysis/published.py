@@ -17,6 +17,9 @@ PASCANU = "Pascanu, Mikolov & Bengio 2013 (ICML)"
 ARJOVSKY = "Arjovsky, Shah & Bengio 2016 (ICML)"
 LE = "Le, Jaitly & Hinton 2015 (arXiv:1504.00941)"
 BAI = "Bai, Kolter & Koltun 2018 (arXiv:1803.01271)"
+XIONG = "Xiong et al. 2020 (ICML, On Layer Normalization in the Transformer Architecture)"
+WORTSMAN = "Wortsman et al. 2023 (arXiv:2309.14322, Small-scale proxies for large-scale Transformer instabilities)"
+MICIKEVICIUS = "Micikevicius et al. 2018 (ICLR, Mixed Precision Training)"
 
 # Seed article "Exploding Gradient Problem": the worked example's table and the code listing's printout.
 SEED_DELTA_TEXT = {2.0: [16.0, 8.0, 4.0, 2.0, 1.0]}  # δ_1 .. δ_5, w = 2, n = 5 (its prose and figure)
@@ -248,5 +251,39 @@ CLAIMS: dict[str, Published] = {
         BAI + " Table 1",
         "copy T = 1000: LSTM 0.0204, GRU 0.0197, RNN 0.0202 — the memoryless 0.02039",
         "at the baseline",
+    ),
+    # --- the Transformer family (issue 14) ---------------------------------------------------------------------
+    "xiong.init": Published(
+        XIONG + " Fig. 3",
+        "at initialisation the gradient norm of each layer's W^(2,l) grows with the layer index for Post-LN and "
+        "stays flat for Pre-LN",
+        "Post-LN rising, Pre-LN flat",
+    ),
+    "xiong.init_relative": Published(
+        XIONG + " abstract",
+        '"the expected gradients of the parameters near the output layer are large" for Post-LN; Pre-LN\'s are '
+        '"well-behaved"',
+    ),
+    "xiong.warmup": Published(
+        XIONG + " §3",
+        "Post-LN Transformers need a learning-rate warm-up stage to train; Pre-LN ones train without it",
+        "warm-up needed (Post-LN only)",
+    ),
+    "wortsman.qk_norm": Published(
+        WORTSMAN + " §3.1.1",
+        "qk-layernorm lowers the LR sensitivity (the mean excess loss over a decade-spaced lr sweep) and widens "
+        "the range of learning rates that train",
+        "lower LR sensitivity with qk-layernorm",
+    ),
+    "wortsman.logits": Published(
+        WORTSMAN + " §3.1.1; Dehghani et al. 2023",
+        "without qk-layernorm the attention logits grow large at high learning rates (attention-logit growth) "
+        "and the run fails",
+    ),
+    "fp16.overflow": Published(
+        MICIKEVICIUS + "; torch.amp.GradScaler",
+        "fp16 needs loss scaling (its largest value is 65504): the scaler skips steps whose gradients overflow "
+        "and lowers its scale; bf16 has fp32's exponent range and needs none",
+        "fp16 max 65504",
     ),
 }

@@ -16,19 +16,25 @@ Every criterion of src/analysis/claims.py reads the same names, so a number mean
   weight_growth: the last logged total weight norm over the first.
 - acc, exact_match: final validation accuracy on the answer positions and exact sequence match.
 - time_ratio: median over logged steps after 0 of ‖dL/dh_0‖/‖dL/dh_(T−1)‖ (recurrent models).
-- train_final: the last logged training loss; divergence_step; steps (optimizer steps run) and
-  steps_after_divergence.
+- proj_last_first: a Transformer's step-0 gradient norm of the last block's second feed-forward matrix over the
+  first block's (Xiong et al.'s W^(2,l)); attn_logit_max: the largest attention logit logged at any step and
+  layer (inf once one was non-finite).
+- scaler (1/0): a GradScaler's scale was logged (16-mixed); amp_min_scale its smallest value; amp_skipped the
+  optimizer steps it skipped (0 without a scaler).
+- train_initial and train_final: the first and the last logged training loss; divergence_step; steps
+  (optimizer steps run) and steps_after_divergence.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 import statistics
 from collections.abc import Callable
 
+from src.analysis.runs import Run
 from src.analysis.verdicts import Result
-from src.reproduce.runs import Run
 
 WARMUP = 100  # optimizer steps left out of the norm statistics
 
@@ -117,6 +123,26 @@ def growth(run: Run) -> dict[str, float | None]:
     }
 
 
+_PROJ = re.compile(r"blocks\.(\d+)\.mlp\.proj$")
+
+
+def transformer_values(run: Run) -> dict[str, float | None]:
+    """The Transformer experiments' numbers: the step-0 W^(2,l) profile's ends, attention logits, loss scaling."""
+    proj = sorted(
+        (int(m.group(1)), g) for name, g in run.at_step("grad/layer/", 0).items() if (m := _PROJ.search(name))
+    )
+    logits = [x for key, points in run.series.items() if key.startswith("attn/logit_max/") for _, x in points]
+    scale = [x for _, x in run.curve("amp/scale")]
+    skipped = [x for _, x in run.curve("amp/skipped_steps")]
+    return {
+        "proj_last_first": proj[-1][1] / proj[0][1] if len(proj) > 1 and proj[0][1] else None,
+        "attn_logit_max": (max(logits) if all(map(math.isfinite, logits)) else math.inf) if logits else None,
+        "scaler": float(bool(scale)),
+        "amp_min_scale": min(scale) if scale else None,
+        "amp_skipped": max(skipped) if skipped else 0.0,
+    }
+
+
 def time_ratio(run: Run) -> float | None:
     ratios = _finite([v for s, v in run.curve("time_grad/ratio_first_last") if s > 0])
     return statistics.median(ratios) if ratios else None
@@ -137,6 +163,7 @@ def result(run: Run, arm: str) -> Result:
         "acc": metrics.get("val/acc"),
         "exact_match": metrics.get("val/exact_match"),
         "time_ratio": time_ratio(run),
+        "train_initial": train[0] if train else None,
         "train_final": train[-1] if train else None,
         "divergence_step": run.diverged_at,
         "steps": summary.get("steps"),
@@ -146,6 +173,7 @@ def result(run: Run, arm: str) -> Result:
         **norm_stats(run),
         **step0_profile(run),
         **growth(run),
+        **transformer_values(run),
     }
     final = run.final("val/loss")
     if run.status == "diverged":

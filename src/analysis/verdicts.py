@@ -217,6 +217,28 @@ def ratio(a: Quantity, b: Quantity) -> Quantity:
     return Quantity(f"{a.text} / {b.text}", fn)
 
 
+def sensitivity(arms: Iterable[str], key: str = "final", cap: str = "train_initial") -> Quantity:
+    """Wortsman et al.'s LR sensitivity of a sweep: the mean over its arms of min(key, cap) minus the best key.
+
+    ``cap`` is the loss at initialisation: a run that fails (a diverged run's final loss is inf) counts as no
+    worse than not training at all.
+    """
+    names = tuple(arms)
+
+    def fn(arms_: Arms) -> float | None:
+        runs = [_arm(arms_, name) for name in names]
+        if any(r is None for r in runs):
+            return None
+        pairs = [(r.get(key), r.get(cap)) for r in runs if r is not None]
+        if any(x is None or c is None for x, c in pairs):
+            return None
+        capped = [min(x, c) for x, c in pairs if x is not None and c is not None]
+        best = min(x for x, _ in pairs if x is not None)
+        return statistics.fmean(capped) - best if math.isfinite(best) else None
+
+    return Quantity(f"LR sensitivity of {names[0]} … {names[-1]}", fn)
+
+
 def greater(a: Quantity, b: Quantity) -> Test:
     """a > b (NaN fails)."""
 
