@@ -136,6 +136,7 @@ class Claim:
         fixed: the verdict of a claim no run tests (not testable at this scale / tooling only).
         note: for fixed verdicts, the scale that would test it or the tool; otherwise a caveat.
         test: the unit test that checks the same numbers.
+        derived: numbers computed from each seed's arms together (an LR sensitivity), shown over seeds.
     """
 
     key: str
@@ -147,6 +148,7 @@ class Claim:
     fixed: Verdict | None = None
     note: str = ""
     test: str = ""
+    derived: tuple[tuple[str, v.Quantity], ...] = ()
 
 
 # --- worked examples (the same function Lightning's gradient_clip_val calls) ----------------------------------
@@ -799,7 +801,11 @@ CLAIMS: list[Claim] = [
         tuple(
             Show(f"qk={q} lr={lr}", "final", f"qk_norm={q} lr {lr}: final val loss")
             for q in ("false", "true")
-            for lr in ("0.01", "0.1", "1")
+            for lr in ("0.1", "1")
+        ),
+        derived=tuple(
+            (f"LR sensitivity, qk_norm={q}", v.sensitivity(f"qk={q} lr={lr}" for lr in LR_SWEEP))
+            for q in ("false", "true")
         ),
         note="associative recall K = 8, Adam with 200 warm-up steps; LR sensitivity = mean over the 5 lrs of "
         "min(final loss, loss at step 0) minus the best final loss",
@@ -889,6 +895,8 @@ def evaluate_claim(claim: Claim, root: Path, sweeps: dict[str, list[Run]] | None
     results = claim_results(claim, root, sweeps)
     outcome = v.evaluate(claim.criterion, results)
     numbers = [(s, v.spread(results, s.arm, s.key)) for s in claim.show]
+    per_seed = v.by_seed(results).values()
+    numbers += [(Show("", "", label), Spread.of(q(arms) for arms in per_seed)) for label, q in claim.derived]
     return Row(claim, published, outcome, outcome.verdict, numbers, results)
 
 

@@ -383,9 +383,10 @@ def generic_section(name: str, runs: list[Run], docs: Path) -> list[str]:
     labelled_runs = sorted(((a, r) for r in runs if (a := arm(r)) is not None), key=lambda x: (x[0], seed_of(x[1])))
     r0 = runs[0]
     out = [
-        f"{r0.model}, {task_text(r0)}, {optimizer_text(r0)}, batch {r0.cfg('data.batch_size')}, "
-        f"{r0.cfg('trainer.max_steps')} steps, clip {r0.clip_label}. Settings and the criterion: "
-        f"conf/experiment/{name}.yaml; verdicts in the claims table.",
+        f"{r0.model}, {r0.summary.get('task')} T = {r0.summary.get('seq_len')} (trivial baseline: "
+        f"{r0.summary.get('baseline_rule')}), {optimizer_text(r0)} (the first job's; the setting column says what "
+        f"varies), batch {r0.cfg('data.batch_size')}, {r0.cfg('trainer.max_steps')} steps, clip {r0.clip_label}. "
+        f"Settings and the criterion: conf/experiment/{name}.yaml; verdicts in the claims table.",
         "",
     ]
     rows = []
@@ -405,7 +406,7 @@ def generic_section(name: str, runs: list[Run], docs: Path) -> list[str]:
     out.append(markdown_table(header, rows))
     seed = min(seed_of(r) for _, r in labelled_runs) if labelled_runs else 0
     curves = [(label, run) for label, run in labelled_runs if seed_of(run) == seed]
-    if curves and any(run.curve("val/loss") for _, run in curves):
+    if any(len(run.curve("val/loss")) > 1 for _, run in curves):
         img = loss_curves({f"validation loss, seed {seed}": curves}, "val/loss", docs / "img" / f"{name}.png")
         caption = (
             f"validation loss against the step for each setting (seed {seed}); the dotted line is the trivial "
