@@ -1,6 +1,6 @@
 """Run the reproduction suite and regenerate docs/results.md and docs/img/*.png from the runs.
 
-make reproduce                                   # every experiment, quick scale (< 45 min on a 2-core CPU)
+make reproduce                                   # every experiment, quick scale, 2 at a time (< 45 min on 2 cores)
 make reproduce ARGS='--scale paper'              # the configs as written in conf/experiment/
 make reproduce ARGS='--only seed_chain,clip_sweep'
 make reproduce ARGS='--report-only outputs/reproduce/<stamp>'   # rebuild the report from existing runs
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from src.analysis.report import build_report
-from src.reproduce import BY_NAME, EXPERIMENTS, REPO, run_experiment
+from src.reproduce import BY_NAME, EXPERIMENTS, REPO, run_suite
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -32,6 +32,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every run (see src/reproduce.py)")
+    parser.add_argument("--jobs", type=int, default=2, help="experiments run at a time (one per core)")
     return parser.parse_args(argv), extra
 
 
@@ -44,8 +45,7 @@ def main(argv: list[str]) -> int:
         return 2
     root = args.report_only or args.root or REPO / "outputs" / "reproduce" / time.strftime("%Y-%m-%d_%H-%M-%S")
     if args.report_only is None:
-        for name in names:
-            run_experiment(BY_NAME[name], root, args.scale, extra, args.threads)
+        run_suite([BY_NAME[n] for n in names], root, args.scale, extra, args.threads, args.jobs)
     report = build_report(root, args.docs)
     print(f"[reproduce] report: {report}")
     return 0

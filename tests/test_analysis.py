@@ -13,7 +13,10 @@ from src.train import train
 from tests.conftest import REPO
 
 # each module of src/analysis/ may import only the ones before it (src/analysis/__init__.py says the same)
-LAYERS = ["criteria", "formatting", "published", "runs", "plots", "compare", "diagnosis", "report"]
+LAYERS = [
+    "criteria", "formatting", "published", "runs", "verdicts", "results", "claims", "claims_table", "plots", "compare",
+    "diagnosis", "report",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -496,8 +496,8 @@ def test_16_mixed_on_a_cpu_stays_fp16_with_a_grad_scaler(make_cfg):
     [
         ("transformer_init_profile", 12),
         ("transformer_warmup", 12),
-        ("transformer_lr_sweep", 10),
-        ("transformer_fp16", 3),
+        ("transformer_lr_sweep", 30),
+        ("transformer_fp16", 9),
     ],
 )
 def test_experiments_compose_and_validate_every_job(experiment, jobs):

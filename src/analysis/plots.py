@@ -129,3 +129,26 @@ def through_time_plot(runs: list[tuple[str, Run]], path: Path) -> Path | None:
         plt.close(fig)
         return None
     return labelled(fig, ax, "time step t", "||dL/dh_t||", path)
+
+
+def sweep_plot(lines: dict[str, list[tuple[float, float, float, float]]], xlabel: str, ylabel: str, path: Path) -> Path:
+    """One line per label through (x, median) with the min–max over seeds shaded; log-log axes."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in lines.items():
+        points = sorted(points)
+        xs = [p[0] for p in points]
+        ax.loglog(xs, [p[1] for p in points], marker="o", label=label)
+        ax.fill_between(xs, [p[2] for p in points], [p[3] for p in points], alpha=0.2)
+    return labelled(fig, ax, xlabel, ylabel, path)
+
+
+def series_plot(
+    curves: list[tuple[str, list[int], list[float], int | None]], xlabel: str, ylabel: str, path: Path
+) -> Path:
+    """One line per (label, steps, values, divergence step) on a log y axis; a red line where a run diverged."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, steps, values, diverged_at in curves:
+        ax.semilogy(steps, values, label=label)
+        if diverged_at is not None:
+            ax.axvline(diverged_at, color="red", alpha=0.2)
+    return labelled(fig, ax, xlabel, ylabel, path)

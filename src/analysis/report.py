@@ -16,11 +16,14 @@ from pathlib import Path
 
 import torch
 
+from src.analysis import claims as cl
 from src.analysis import criteria
 from src.analysis import published as pub
+from src.analysis.claims_table import claims_table
 from src.analysis.compare import compare
 from src.analysis.formatting import fmt, markdown_table
-from src.analysis.plots import layer_profiles, loss_curves
+from src.analysis.plots import layer_profiles, loss_curves, series_plot, sweep_plot
+from src.analysis.results import largest_finite_norm
 from src.analysis.runs import Run, collect
 from src.environment import cpu_name
 from src.reproduce import EXPERIMENTS
@@ -35,8 +38,9 @@ def status_text(run: Run) -> str:
     return run.status
 
 
-def image(alt: str, path: Path, docs: Path) -> str:
-    return f"![{alt}]({os.path.relpath(path, docs)})"
+def image(alt: str, path: Path, docs: Path, caption: str) -> str:
+    """A figure and, below it, its caption: what to look at in it."""
+    return f"![{alt}]({os.path.relpath(path, docs)})\n\n*Figure: {caption}*"
 
 
 def first(run: Run, prefix: str, step: int = 0) -> float | None:
@@ -105,7 +109,16 @@ def chain_section(runs: list[Run], docs: Path) -> list[str]:
         if profiles:
             panels[f"depth {n}: δ per layer at step 0"] = profiles
     if panels:
-        out += ["", image("δ per layer", layer_profiles(panels, "‖∂L/∂a_l‖", docs / "img" / "seed_chain.png"), docs)]
+        out += [
+            "",
+            image(
+                "δ per layer",
+                layer_profiles(panels, "‖∂L/∂a_l‖", docs / "img" / "seed_chain.png"),
+                docs,
+                "δ_l against the layer on a log scale: a straight line is geometric — rising toward the input "
+                "for w > 1 (explosion), falling for w < 1 (vanishing), flat only at w = 1.",
+            ),
+        ]
     return out
 
 
@@ -177,7 +190,12 @@ def init_section(runs: list[Run], docs: Path) -> list[str]:
         for act in activations
     }
     img = layer_profiles(panels, "gradient norm per layer", docs / "img" / "init_study.png")
-    return [*out, "", image("step-0 gradient profiles", img, docs)]
+    caption = (
+        "the step-0 gradient norm of each layer, input layer on the left, log scale. A line that climbs toward "
+        "the input by orders of magnitude is an exploding initialisation; a line that falls is a vanishing one; "
+        "compare N(0,1) with He and Xavier at the same depth."
+    )
+    return [*out, "", image("step-0 gradient profiles", img, docs, caption)]
 
 
 def norm_residual_section(runs: list[Run], docs: Path) -> list[str]:
@@ -191,7 +209,11 @@ def norm_residual_section(runs: list[Run], docs: Path) -> list[str]:
     out.append(mlp_table(runs, ["model.residual", "model.norm"], "residual | norm"))
     curves = [(f"res={r.cfg('model.residual')} {r.cfg('model.norm')}", r) for r in runs]
     img = loss_curves({"validation MSE": curves}, "val/loss", docs / "img" / "norm_residual.png")
-    return [*out, "", image("validation loss", img, docs)]
+    caption = (
+        "validation loss against the step per setting; the dotted line is the trivial baseline. A curve that "
+        "stays on it learnt nothing, a curve that ends early diverged (red line at its step)."
+    )
+    return [*out, "", image("validation loss", img, docs, caption)]
 
 
 def activations_section(runs: list[Run], docs: Path) -> list[str]:
@@ -204,97 +226,59 @@ def activations_section(runs: list[Run], docs: Path) -> list[str]:
     ]
     profiles = [(str(r.cfg("model.activation")), r.at_step("grad/layer/", 0)) for r in runs]
     img = layer_profiles({"‖∇W_l‖ at step 0": profiles}, "gradient norm per layer", docs / "img" / "activations.png")
-    return [*out, "", image("step-0 gradient profiles", img, docs)]
+    caption = (
+        "the step-0 gradient norm per layer for each activation at its variance-preserving gain: a flat line "
+        "means the gain kept the gradient's scale through the depth; a slope means it did not."
+    )
+    return [*out, "", image("step-0 gradient profiles", img, docs, caption)]
+
+
+def optimizer_text(run: Run) -> str:
+    name = run.summary.get("choices", {}).get("optimizer", "?")
+    momentum = run.cfg("optimizer.momentum")
+    return f"{name} lr {run.cfg('optimizer.lr')}" + (f" momentum {momentum}" if momentum else "")
 
 
 def solved(run: Run) -> int | None:
     return criteria.steps_to_solve(run.curve("val/loss"), run.baseline)
 
 
-def recurrent_section(runs: list[Run], docs: Path, task: str) -> list[str]:
-    r0 = runs[0]
-    notes = pub.RECURRENT_ADDING if task == "adding" else pub.RECURRENT_COPY
-    out = [
-        f"Hidden {r0.cfg('model.hidden_size')}, batch {r0.cfg('data.batch_size')}, Adam lr {r0.cfg('optimizer.lr')}, "
-        f"{r0.cfg('trainer.max_steps')} steps, validation every {r0.cfg('data.batches_per_epoch')} steps on "
-        f"{r0.cfg('data.val_size')} fixed sequences; clip: none, global L2 norm 1.0 (Pascanu et al. 2013) or "
-        "AutoClip (10th percentile of past norms, Seetharaman et al. 2020 — chosen a priori as the adaptive rule, "
-        "not selected by a search). "
-        f"Trivial baseline: {r0.summary.get('baseline_rule')}. The published runs are far longer "
-        '(Arjovsky et al.: 20k iterations; Le et al.: > 1M), so "not solved" here is not a contradiction by itself.',
-        "",
-    ]
-    runs = sorted(runs, key=lambda r: (r.model, r.cfg("data.seq_len"), r.clip_label))
-    rows = []
-    for run in runs:
-        val, base = run.final("val/loss"), run.baseline
-        ratio = fmt(val / base if val is not None and base else None, 3)
-        beats = "yes" if criteria.beats(val, base) else "no"
-        max_norm = fmt(run.summary.get("max_grad_norm"), 3)
-        rows.append([run.model, str(run.cfg("data.seq_len")), run.clip_label, fmt(val), fmt(base), ratio, beats])
-        rows[-1] += [fmt(solved(run)), max_norm, status_text(run)]
-    header = f"model | T | clip | final val loss | baseline | val / baseline | beats (< {criteria.BEATS}×)"
-    out.append(markdown_table(f"{header} | steps to solve (< {criteria.SOLVES}×) | max ‖g‖ | status", rows))
-    out += ["", "Measured against published, per model (T values where any clipping setting beat / solved it):"]
-    for model in sorted({r.model for r in runs}):
-        mine = [r for r in runs if r.model == model]
-        beat = sorted({r.cfg("data.seq_len") for r in mine if criteria.beats(r.final("val/loss"), r.baseline)})
-        solved_at = sorted({r.cfg("data.seq_len") for r in mine if solved(r) is not None})
-        out.append(
-            f"- **{model}**: measured beats the baseline at T ∈ {beat or '∅'}, solves it at T ∈ {solved_at or '∅'} "
-            f"— published: {notes.get(model, 'none')}"
-        )
-    n_div, n_solved = sum(r.status == "diverged" for r in runs), sum(solved(r) is not None for r in runs)
-    out += ["", f"{len(runs)} runs: {n_solved} solved, {n_div} diverged."]
-    panels: dict[str, list[tuple[str, Run]]] = {}
-    for run in runs:
-        panels.setdefault(f"{task} T = {run.cfg('data.seq_len')}", []).append((f"{run.model} {run.clip_label}", run))
-    path = docs / "img" / f"recurrent_{task}.png"
-    img = loss_curves(panels, "val/loss", path, relative=True, ylabel="val loss / baseline")
-    return [*out, "", image("validation loss relative to the baseline (dashed: unclipped)", img, docs)]
-
-
 def clip_section(runs: list[Run], docs: Path) -> list[str]:
     r0 = runs[0]
     base = r0.baseline or float("nan")
     out = [
-        f"{r0.model} on adding T = {r0.summary.get('seq_len')}, Adam lr "
-        f"{r0.cfg('optimizer.lr')}, batch {r0.cfg('data.batch_size')}, {r0.cfg('trainer.max_steps')} steps; "
-        "global-norm clipping at each threshold. Clipped fraction and mean pre-clip norm from GradNormMonitor.",
+        f"{r0.model} on adding T = {r0.summary.get('seq_len')}, {optimizer_text(r0)}, batch "
+        f"{r0.cfg('data.batch_size')}, {r0.cfg('trainer.max_steps')} steps; global-norm clipping at each "
+        "threshold (clip = 1.0 and none are the flagship's runs). Clipped fraction (0: the threshold never "
+        "acted) and mean pre-clip norm from GradNormMonitor.",
         "",
         f'Seed: "{pub.SEED_CLIP_CLAIM}" — {pub.PASCANU_CLIP}.',
         "",
     ]
-    runs = sorted(runs, key=lambda r: math.inf if r.summary.get("clip") is None else r.summary["clip"])
-    unclipped = next((r for r in runs if r.summary.get("clip") is None), None)
-    mean_norm = unclipped.mean("grad/norm_total_preclip") if unclipped else None
+    runs = sorted(runs, key=lambda r: (r.summary.get("clip") or math.inf, r.summary.get("seed", 0)))
     rows = []
     for run in runs:
-        clip = run.summary.get("clip")
         steps = [fmt(solved(run)), fmt(run.first_step_below("val/loss", 0.01 * base)), fmt(run.final("val/loss"))]
         norms = [
-            run.mean("grad/clipped_fraction"),
+            run.summary.get("steps_clipped", 0) / max(1, run.summary.get("optimizer_steps") or 1),
             run.mean("grad/norm_total_preclip"),
             run.summary.get("max_grad_norm"),
         ]
-        ratio = clip / mean_norm if clip is not None and mean_norm else None
-        rows.append([str(clip), fmt(ratio, 3), *steps, *(fmt(x, 3) for x in norms), status_text(run)])
-    header = "clip | clip / mean unclipped ‖g‖ | steps to < 0.1× baseline | steps to < 0.01× baseline | final val MSE"
+        cells = [str(run.summary.get("clip")), str(run.summary.get("seed")), *steps]
+        rows.append([*cells, *(fmt(x, 3) for x in norms), status_text(run)])
+    header = "clip | seed | steps to < 0.1× baseline | steps to < 0.01× baseline | final val MSE"
     out.append(markdown_table(header + " | clipped fraction | mean ‖g‖ | max ‖g‖ | status", rows))
-    curves = [(r.clip_label, r) for r in runs]
+    curves = [(r.clip_label, r) for r in runs if r.summary.get("seed", 0) == r0.summary.get("seed", 0)]
     img = loss_curves({"validation MSE": curves}, "val/loss", docs / "img" / "clip_sweep.png")
-    return [*out, "", image("validation loss", img, docs)]
+    caption = (
+        "validation MSE per threshold (one seed drawn); compare when each curve first falls an order of "
+        "magnitude below the dotted baseline (steps to solve) and which curves end early (diverged)."
+    )
+    return [*out, "", image("validation loss", img, docs, caption)]
 
 
 FLAGSHIP_NORM_RATIO = 100.0  # the unclipped run's largest norm over the clipped run's median (or it diverges)
 FLAGSHIP_LOSS_RATIO = 0.5  # the clipped run's final val loss over the baseline: 1/12, remembering one marker only
-
-
-def largest_finite_norm(run: Run) -> float | None:
-    """The largest finite pre-clip norm: a diverged run's last steps are inf, which says less than how far it
-    climbed before (the windows' maxima and the flight recorder's last finite norm)."""
-    last = (run.summary.get("divergence") or {}).get("last_finite_grad_norm")
-    return max([*run.finite("grad/norm_max_since_log"), *([last] if last is not None else [])], default=None)
 
 
 def flagship_verdicts(runs: list[Run]) -> list[dict[str, object]]:
@@ -352,40 +336,28 @@ def flagship_section(runs: list[Run], docs: Path) -> list[str]:
     return [*out, "", f"**Verdict: the criterion holds on {held} of {len(verdicts)} seeds.**"]
 
 
-VANISHING_RATIO = 1e-3  # ||dL/dh_0|| / ||dL/dh_(T-1)|| below this: the first steps get no signal
-
-
 def vanishing_section(runs: list[Run], docs: Path) -> list[str]:
-    unclipped = next((r for r in runs if r.summary.get("clip") is None), None)
-    clipped = next((r for r in runs if r.summary.get("clip") is not None), None)
-    if unclipped is None or clipped is None:
-        return ["(no complete pair of runs)"]
-    ratios = sorted(v for s, v in clipped.curve("time_grad/ratio_first_last") if s > 0 and math.isfinite(v))
-    median_ratio = ratios[len(ratios) // 2] if ratios else None
+    r0 = runs[0]
     out = [
-        f"The flagship tanh RNN at T = {clipped.cfg('data.seq_len')} (`experiment=vanishing`), otherwise as "
-        "above. Criterion, fixed before the runs: unclipped it diverges; clipped it stays finite but does not "
-        f"beat the baseline, and the median over logged steps (after step 0) of ‖dL/dh_0‖ / ‖dL/dh_(T−1)‖ is "
-        f"below {VANISHING_RATIO:g}: the gradient from the loss does not reach the first marker.",
+        f"The flagship tanh RNN at T = {r0.cfg('data.seq_len')}, otherwise as above. The claims table's "
+        "`clip.vanishing` row holds the criterion; per run here: the median over logged steps (after step 0) of "
+        "‖dL/dh_0‖ / ‖dL/dh_(T−1)‖, how much of the loss's gradient reaches the first marker.",
         "",
     ]
     rows = []
-    for run in (unclipped, clipped):
+    for run in sorted(runs, key=lambda r: (r.summary.get("clip") is not None, r.summary.get("seed", 0))):
         clipped_steps = f"{run.summary.get('steps_clipped', 0)} of {run.summary.get('optimizer_steps', 0)} steps"
         losses = [fmt(run.final("val/loss")), fmt(run.summary.get("best_val_loss"))]
+        ratios = sorted(v for s, v in run.curve("time_grad/ratio_first_last") if s > 0 and math.isfinite(v))
+        median_ratio = ratios[len(ratios) // 2] if ratios else None
         clip = "null" if run.summary.get("clip") is None else str(run.summary["clip"])
-        rows.append([clip, status_text(run), *losses, fmt(largest_finite_norm(run), 3), clipped_steps])
-        rows[-1].append(fmt(median_ratio if run is clipped else None, 3))
-    header = "clip | status | final val | best val | largest finite ‖g‖ | clipped | median ‖dL/dh_0‖/‖dL/dh_(T−1)‖"
-    out.append(markdown_table(header, rows))
-    holds = (
-        unclipped.status == "diverged"
-        and clipped.status == "completed"
-        and not criteria.beats(clipped.final("val/loss"), clipped.baseline)
-        and median_ratio is not None
-        and median_ratio < VANISHING_RATIO
+        cells = [clip, str(run.summary.get("seed")), status_text(run), *losses, fmt(largest_finite_norm(run), 3)]
+        rows.append([*cells, clipped_steps, fmt(median_ratio, 3)])
+    header = (
+        "clip | seed | status | final val | best val | largest finite ‖g‖ | clipped | median ‖dL/dh_0‖/‖dL/dh_(T−1)‖"
     )
-    return [*out, "", f"**Verdict: the criterion {'holds' if holds else 'fails'}.**"]
+    out.append(markdown_table(header, rows))
+    return out
 
 
 SECTIONS: dict[str, Section] = {
@@ -395,10 +367,131 @@ SECTIONS: dict[str, Section] = {
     "init_study": init_section,
     "norm_residual": norm_residual_section,
     "activations": activations_section,
-    "recurrent_adding": lambda runs, docs: recurrent_section(runs, docs, "adding"),
-    "recurrent_copy": lambda runs, docs: recurrent_section(runs, docs, "copy"),
     "clip_sweep": clip_section,
 }
+
+
+def experiment_arm(name: str) -> Callable[[Run], str | None]:
+    """How the claims label this experiment's runs (the first claim that reads it), else the run's name."""
+    arm = next((c.arm for c in cl.CLAIMS if name in c.experiments and c.arm is not None), None)
+    return arm or (lambda run: str(run.summary.get("name", run.run_dir.name)))
+
+
+def generic_section(name: str, runs: list[Run], docs: Path) -> list[str]:
+    """One row per run labelled as its claims label it, and seed 0's validation curves."""
+    arm = experiment_arm(name)
+    labelled_runs = sorted(((a, r) for r in runs if (a := arm(r)) is not None), key=lambda x: (x[0], seed_of(x[1])))
+    r0 = runs[0]
+    out = [
+        f"{r0.model}, {r0.summary.get('task')} T = {r0.summary.get('seq_len')} (trivial baseline: "
+        f"{r0.summary.get('baseline_rule')}), {optimizer_text(r0)} (the first job's; the setting column says what "
+        f"varies), batch {r0.cfg('data.batch_size')}, {r0.cfg('trainer.max_steps')} steps, clip {r0.clip_label}. "
+        f"Settings and the criterion: conf/experiment/{name}.yaml; verdicts in the claims table.",
+        "",
+    ]
+    rows = []
+    for label, run in labelled_runs:
+        base = run.baseline
+        numbers = [run.final("val/loss"), run.best("val/loss"), criteria.vs_baseline(run.final("val/loss"), base)]
+        steps = run.summary.get("steps_to_solve")
+        cells = [
+            label,
+            str(seed_of(run)),
+            *(fmt(x) for x in numbers),
+            fmt(steps),
+            fmt(run.summary.get("max_grad_norm"), 3),
+        ]
+        rows.append([*cells, status_text(run)])
+    header = "setting | seed | final val | best val | final / baseline | steps to solve | max ‖g‖ | status"
+    out.append(markdown_table(header, rows))
+    seed = min(seed_of(r) for _, r in labelled_runs) if labelled_runs else 0
+    curves = [(label, run) for label, run in labelled_runs if seed_of(run) == seed]
+    if any(len(run.curve("val/loss")) > 1 for _, run in curves):
+        img = loss_curves({f"validation loss, seed {seed}": curves}, "val/loss", docs / "img" / f"{name}.png")
+        caption = (
+            f"validation loss against the step for each setting (seed {seed}); the dotted line is the trivial "
+            "baseline. A curve that stays on it learnt nothing; one that ends early diverged (red line at its step)."
+        )
+        out += ["", image("validation loss", img, docs, caption)]
+    return out + EXTRAS.get(name, lambda rs, d: [])(runs, docs)
+
+
+def seed_of(run: Run) -> int:
+    return int(run.summary.get("seed", 0))
+
+
+def init_profile_extra(runs: list[Run], docs: Path) -> list[str]:
+    """Xiong et al.'s Fig. 3 measured: ‖∇W^(2,l)‖ at step 0 per block, Post-LN against Pre-LN, per depth."""
+    panels: dict[str, list[tuple[str, dict[str, float]]]] = {}
+    for run in sorted(runs, key=lambda r: (r.cfg("model.depth"), str(r.cfg("model.norm_position")), seed_of(r))):
+        proj = {k: v for k, v in run.at_step("grad/layer/", 0).items() if k.endswith(".mlp.proj")}
+        label = f"{run.cfg('model.norm_position')}-LN seed {seed_of(run)}"
+        panels.setdefault(f"depth {run.cfg('model.depth')}: ‖∇W²‖ per block at step 0", []).append((label, proj))
+    if not panels:
+        return []
+    img = layer_profiles(panels, "‖∇W^(2,l)‖ (block l, input side first)", docs / "img" / "transformer_init.png")
+    caption = (
+        "the step-0 gradient norm of each block's second feed-forward matrix, first block on the left. Xiong et "
+        "al.'s Fig. 3 has Post-LN rising toward the output and Pre-LN flat: compare each line's slope, and "
+        "Post-LN's slope with Pre-LN's."
+    )
+    return ["", image("step-0 W2 gradient per block", img, docs, caption)]
+
+
+def logit_series(run: Run) -> list[tuple[int, float]]:
+    """The largest attention logit over the layers at each logged step."""
+    by_step: dict[int, float] = {}
+    for key, points in run.series.items():
+        if key.startswith("attn/logit_max/"):
+            for step, x in points:
+                by_step[step] = max(by_step.get(step, -math.inf), x)
+    return sorted(by_step.items())
+
+
+def lr_sweep_extra(runs: list[Run], docs: Path) -> list[str]:
+    """Final loss against lr per qk_norm setting (median and range over seeds), and the logits at lr 0.1."""
+    lines: dict[str, list[tuple[float, float, float, float]]] = {}
+    for qk in (False, True):
+        for lr in sorted({float(r.cfg("optimizer.lr")) for r in runs}):
+            finals = [
+                r.final("val/loss") if r.status != "diverged" else math.inf
+                for r in runs
+                if r.cfg("model.qk_norm") is qk and float(r.cfg("optimizer.lr")) == lr
+            ]
+            finals = sorted(x if x is not None and math.isfinite(x) else 1e3 for x in finals)
+            if finals:
+                lines.setdefault(f"qk_norm={qk}", []).append((lr, finals[len(finals) // 2], finals[0], finals[-1]))
+    if not lines:
+        return []
+    out = [
+        "",
+        image(
+            "final loss against lr",
+            sweep_plot(lines, "learning rate", "final validation loss", docs / "img" / "transformer_lr_sweep.png"),
+            docs,
+            "final validation loss against the learning rate, median over seeds with the min–max shaded (a failed "
+            "run drawn at 1e3). The wider the basin of low loss, the less sensitive to the lr: compare the two lines "
+            "at the high learning rates.",
+        ),
+    ]
+    high = [r for r in runs if float(r.cfg("optimizer.lr")) == 0.1 and seed_of(r) == min(map(seed_of, runs))]
+    curves = []
+    for run in sorted(high, key=lambda r: bool(r.cfg("model.qk_norm"))):
+        points = logit_series(run)
+        if points:
+            steps, values = zip(*points, strict=True)
+            curves.append((f"qk_norm={run.cfg('model.qk_norm')}", list(steps), list(values), run.diverged_at))
+    if curves:
+        img = series_plot(curves, "optimizer step", "largest attention logit (any layer)",
+                          docs / "img" / "transformer_logits.png")  # fmt: skip
+        out += ["", image("attention logits at lr 0.1", img, docs, (
+            "the largest attention logit of any layer at lr 0.1, with and without qk_norm: without it the logits "
+            "run away (attention-logit growth) while with it they stay bounded; compare with the loss curves above."
+        ))]  # fmt: skip
+    return out
+
+
+EXTRAS: dict[str, Section] = {"transformer_init_profile": init_profile_extra, "transformer_lr_sweep": lr_sweep_extra}
 
 
 def compare_links(runs: list[Run], sweep_dir: Path, docs: Path, name: str) -> str:
@@ -419,7 +512,8 @@ def build_report(root: Path, docs: Path) -> Path:
     """Write ``docs/results.md`` (and its PNGs) from the multirun directories under ``root``."""
     timing_path = root / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-    total = sum(t["wall_s"] for t in timing.values())
+    suite = timing.pop("_suite", {})
+    total = suite.get("elapsed_s") or sum(t["wall_s"] for t in timing.values())
     scales = sorted({t.get("scale", "?") for t in timing.values()})
     threads = sorted({str(t.get("threads", "?")) for t in timing.values()})
     walls = ", ".join(
@@ -439,12 +533,15 @@ def build_report(root: Path, docs: Path) -> Path:
         "`make reproduce ARGS='--scale paper'` as configured. Margins: *beats* the trivial baseline = final "
         f"validation loss < {criteria.BEATS} × baseline; *solved* = < {criteria.SOLVES} × baseline.",
         "",
+        *claims_table(cl.evaluate_claims(root)),
+        "",
     ]
     for i, exp in enumerate(EXPERIMENTS, 1):
         runs = collect([root / exp.name])
         lines += [f"## {i}. {exp.title}", "", f"`python scripts/train.py -m experiment={exp.name}`", ""]
         if runs:
-            lines += [*SECTIONS[exp.name](runs, docs), "", compare_links(runs, root / exp.name, docs, exp.name), ""]
+            section = SECTIONS[exp.name](runs, docs) if exp.name in SECTIONS else generic_section(exp.name, runs, docs)
+            lines += [*section, "", compare_links(runs, root / exp.name, docs, exp.name), ""]
         else:
             lines += ["(not run)", ""]
     docs.mkdir(parents=True, exist_ok=True)
