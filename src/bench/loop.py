@@ -1,13 +1,19 @@
 """Training-loop efficiency: gradlab's default run against a bare PyTorch loop doing the same math.
 
-    python scripts/bench.py loop [--steps 200] [--warmup 20] [--repeats 3] [--sections efficiency scaling]
+    python scripts/bench.py loop [--steps 200] [--warmup 20] [--repeats 3] [--sections efficiency optimizer scaling]
                                  [--sizes default tiny large] [--device cpu|cuda]
 
 - ``efficiency``: conf/train.yaml's sizes, a tiny size (hidden 8, T = 5, batch 8) and, when asked, a size that
-  keeps a GPU busy (hidden 512, T = 200, batch 256); three variants: ``bare`` (a hand-written loop: same
-  network, batches, loss, optimizer and clip_grad_norm_), ``gradlab`` (``train(cfg)`` with the default config:
-  every default monitor, the guard, checkpointing, the progress bar, W&B offline + CSV) and ``gradlab_bare``
-  (``train(cfg)`` with callbacks=none logger=none: Lightning's own loop cost).
+  keeps a GPU busy (hidden 512, T = 200, batch 256); four variants: ``bare`` (a hand-written loop: same
+  network, batches, loss, optimizer and clip_grad_norm_), ``empty_lightning`` (the same network, batches, loss,
+  optimizer and clip in a minimal LightningModule, no callbacks, no logger, no progress bar: Lightning's own
+  floor), ``gradlab_bare`` (``train(cfg)`` with callbacks=none logger=none) and ``gradlab`` (``train(cfg)``
+  with the default config: every default monitor, the guard, checkpointing, the progress bar, W&B offline +
+  CSV). ``vs_bare`` and ``vs_empty`` are medians of per-repeat ratios; ``peak_mib`` is the largest peak memory
+  of the variant's timed windows (src/bench/_device.py: the process's RSS on the CPU, tensors on CUDA).
+- ``optimizer``: the default size's ``bare`` and ``gradlab`` loops with torch's for-loop, ``foreach`` and
+  ``fused`` SGD (``+optimizer.foreach=...``, ``+optimizer.fused=...``), each against the bare loop of the
+  same implementation.
 - ``scaling``: steps/s of the default run against T (RNN, LSTM) and depth (MLP), beside the least-squares line
   (a fixed per-step overhead plus a constant cost per time step or layer).
 
@@ -31,7 +37,7 @@ import torch
 from hydra.utils import instantiate
 
 from src.bench._device import accelerator, clock, peak_memory_mib, reset_peak_memory
-from src.bench._harness import Tables, interleaved, run
+from src.bench._harness import StepTimer, Tables, interleaved, run
 from src.build import build_network
 from src.config.compose import compose_run
 from src.models.module import GradLabModule
@@ -49,7 +55,12 @@ SCALING: dict[str, tuple[str, list[int], list[str]]] = {
     "lstm": ("data.seq_len", [25, 50, 100, 200], ["model=lstm"]),
     "mlp": ("model.depth", [8, 16, 32, 64], ["model=mlp", "data.seq_len=50"]),
 }
-VARIANTS = ["bare", "gradlab", "gradlab_bare"]
+VARIANTS = ["bare", "empty_lightning", "gradlab_bare", "gradlab"]
+OPTIMIZERS: dict[str, list[str]] = {  # name: overrides of conf/optimizer/sgd.yaml
+    "for-loop": ["optimizer.foreach=false"],
+    "foreach": ["optimizer.foreach=true"],
+    "fused": ["optimizer.foreach=null", "+optimizer.fused=true"],
+}
 Timed = tuple[float, float | None]  # (steps/s, peak MiB or None on the CPU)
 
 
@@ -68,6 +79,55 @@ def gradlab_run(overrides: list[str], args: argparse.Namespace, tmp: Path, bare:
     train(compose_run(overrides + timed, tmp / out.stem))
     result = json.loads(out.read_text())
     return float(result["steps_per_s"]), result["peak_mib"]
+
+
+class EmptyLightning(L.LightningModule):
+    """Lightning's floor: ``network`` trained on ``loss``, nothing else (no logging, no hooks, no callbacks).
+
+    Args:
+        network: the network of the run.
+        loss: the training loss, ``loss(output, target)``.
+        optimizer: a partial optimizer, called with ``params``.
+    """
+
+    def __init__(self, network: torch.nn.Module, loss: Any, optimizer: Any) -> None:
+        super().__init__()
+        self.network, self.loss, self.optimizer_factory = network, loss, optimizer
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return self.loss(self.network(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(params=self.parameters())
+
+
+def empty_lightning_run(overrides: list[str], args: argparse.Namespace, tmp: Path) -> Timed:
+    """The same math through a bare ``Trainer.fit``: gradlab's data module (batches drawn on the device, as in
+    the other variants), Lightning's own clip_grad_norm_."""
+    cfg = compose_run(overrides, tmp / "empty")
+    L.seed_everything(cfg.seed)
+    datamodule = instantiate(cfg.data, batches_per_epoch=args.warmup + args.steps + 1)
+    network = build_network(cfg.model, datamodule.task)
+    loss = GradLabModule(network, datamodule.task, instantiate(cfg.optimizer)).loss
+    timer = StepTimer(args.warmup)
+    trainer = L.Trainer(
+        accelerator=accelerator(args.device),
+        devices=1,
+        max_steps=args.warmup + args.steps,
+        gradient_clip_val=cfg.clip,
+        gradient_clip_algorithm=cfg.clip_algorithm,
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=tmp / "empty",
+    )
+    trainer.fit(EmptyLightning(network, loss, instantiate(cfg.optimizer)), datamodule=datamodule)
+    return timer.rates[0], timer.peak_mib
 
 
 def bare_run(overrides: list[str], args: argparse.Namespace, tmp: Path) -> Timed:
@@ -93,21 +153,55 @@ def bare_run(overrides: list[str], args: argparse.Namespace, tmp: Path) -> Timed
     return args.steps / (clock(device) - start), peak_memory_mib(device)
 
 
-def efficiency(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
-    def measure(size: str, variant: str) -> Timed:
-        if variant == "bare":
-            return bare_run(SIZES[size], args, tmp)
-        return gradlab_run(SIZES[size], args, tmp, bare=variant == "gradlab_bare")
+def run_variant(variant: str, overrides: list[str], args: argparse.Namespace, tmp: Path) -> Timed:
+    if variant == "bare":
+        return bare_run(overrides, args, tmp)
+    if variant == "empty_lightning":
+        return empty_lightning_run(overrides, args, tmp)
+    return gradlab_run(overrides, args, tmp, bare=variant == "gradlab_bare")
 
-    runs = interleaved(args.repeats, args.sizes, VARIANTS, measure, lambda t: f"{t[0]:.1f} steps/s")
+
+def ratio_rows(
+    runs: dict[tuple[str, str], list[Timed]], groups: list[str], variants: list[str], key: str, base_of: Any
+) -> list[dict[str, Any]]:
+    """One row per (group, variant): median steps/s, the medians of per-repeat ratios, the largest peak."""
     rows = []
-    for size in args.sizes:
-        bare = statistics.median(sps for sps, _ in runs[(size, "bare")])
-        for variant in VARIANTS:
-            median = statistics.median(sps for sps, _ in runs[(size, variant)])
-            peaks = [peak for _, peak in runs[(size, variant)] if peak is not None]
-            row = {"size": size, "variant": variant, "steps_per_s": median, "vs_bare": median / bare}
+    for group in groups:
+        for variant in variants:
+            mine = runs[(group, variant)]
+            row: dict[str, Any] = {key: group, "variant": variant, "steps_per_s": statistics.median(r[0] for r in mine)}
+            for name, base in base_of(group).items():
+                if (group, base) in runs:
+                    pairs = zip(mine, runs[(group, base)], strict=True)
+                    row[f"vs_{name}"] = statistics.median(r[0] / b[0] for r, b in pairs)
+            peaks = [r[1] for r in mine if r[1] is not None]
             rows.append({**row, "peak_mib": max(peaks) if peaks else None})
+    return rows
+
+
+def efficiency(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    runs = interleaved(
+        args.repeats,
+        args.sizes,
+        VARIANTS,
+        lambda size, variant: run_variant(variant, SIZES[size], args, tmp),
+        lambda t: f"{t[0]:.1f} steps/s",
+    )
+    return ratio_rows(runs, args.sizes, VARIANTS, "size", lambda _: {"bare": "bare", "empty": "empty_lightning"})
+
+
+def optimizer(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    runs = interleaved(
+        args.repeats,
+        list(OPTIMIZERS),
+        ["bare", "gradlab"],
+        lambda impl, variant: run_variant(variant, SIZES["default"] + OPTIMIZERS[impl], args, tmp),
+        lambda t: f"{t[0]:.1f} steps/s",
+    )
+    rows = ratio_rows(runs, list(OPTIMIZERS), ["bare", "gradlab"], "sgd", lambda _: {"bare": "bare"})
+    for row in rows:  # against the bare for-loop SGD: what each implementation gives the loop
+        base = statistics.median(r[0] for r in runs[("for-loop", row["variant"])])
+        row["vs_for_loop"] = row["steps_per_s"] / base
     return rows
 
 
@@ -140,7 +234,8 @@ def linear_fit(x: list[float], y: list[float]) -> tuple[float, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scaling-repeats", type=int, default=1, help="runs per scaling point (median)")
-    parser.add_argument("--sections", nargs="+", default=["efficiency", "scaling"], choices=["efficiency", "scaling"])
+    sections = ["efficiency", "optimizer", "scaling"]
+    parser.add_argument("--sections", nargs="+", default=sections, choices=sections)
     parser.add_argument("--sizes", nargs="+", default=["default", "tiny"], choices=list(SIZES), help="efficiency sizes")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: see src/reproduce.py)")
 
@@ -149,7 +244,7 @@ def measure(args: argparse.Namespace) -> Tables:
     torch.set_num_threads(args.threads)
     for name in ("lightning.pytorch", "lightning.fabric", "src"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    sections = {"efficiency": efficiency, "scaling": scaling}
+    sections = {"efficiency": efficiency, "optimizer": optimizer, "scaling": scaling}
     with tempfile.TemporaryDirectory() as tmp:
         return {name: sections[name](args, Path(tmp)) for name in args.sections}
 

@@ -27,7 +27,7 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from src.callbacks.schedule import Monitor
-from src.clipping.apply import ClipReport, ReportsClipping
+from src.clipping.apply import ClipReport, reports_clipping
 from src.grad_norms import GradStats, Versions, grad_norms, grad_versions, step_grad_norms
 
 # a step counts as clipped when clipping shrank the total norm by more than float rounding
@@ -98,14 +98,14 @@ class GradNormMonitor(Monitor):
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         self._pre = step_grad_norms(trainer, pl_module)
-        self._versions = None if isinstance(pl_module, ReportsClipping) else grad_versions(self._pre.params)
+        self._versions = None if reports_clipping(pl_module) else grad_versions(self._pre.params)
 
     def _postclip(self, pl_module: L.LightningModule, pre: GradStats) -> tuple[Tensor, bool, dict[str, Tensor]]:
         """(post-clip total norm, whether the gradients were rewritten, the clipping's own metrics)."""
         if not pre.grads():  # the step was skipped (the guard removed the gradients)
             return torch.full_like(pre.total_norm, float("nan")), False, {}
         report: ClipReport | None = None
-        if isinstance(pl_module, ReportsClipping):
+        if reports_clipping(pl_module):
             report = pl_module.clip_report()
             report = report if report is not None and report.step == pre.step else None
         if report is not None:

@@ -69,6 +69,18 @@ class ReportsClipping(Protocol):
     def clip_report(self) -> ClipReport | None: ...
 
 
+_REPORTS: dict[type, bool] = {}
+
+
+def reports_clipping(module: object) -> bool:
+    """``isinstance(module, ReportsClipping)``, decided once per class: a runtime-checkable protocol inspects
+    the object's attributes on every check, twice per optimizer step in GradNormMonitor."""
+    cls = type(module)
+    if cls not in _REPORTS:
+        _REPORTS[cls] = isinstance(module, ReportsClipping)
+    return _REPORTS[cls]
+
+
 def _norm_clipping_is_lightnings(trainer: L.Trainer, optimizer: Optimizer, params: list[Tensor]) -> bool:
     """Whether Lightning's norm clipping would be ``clip_grad_norm_`` over exactly ``params``."""
     plugin = trainer.precision_plugin

@@ -66,6 +66,8 @@ class GradLabModule(L.LightningModule):
         self.clipper = clipper
         self.grad_penalty = grad_penalty
         self._clip_report: ClipReport | None = None
+        self._train_values: dict[str, Tensor] = {}  # this step's train/* values, logged on logging steps
+        self._train_batch_size = 0
         self.z_loss = z_loss
         metrics: dict[str, torchmetrics.Metric] = {"loss": torchmetrics.MeanMetric()}
         if task.is_classification:
@@ -94,23 +96,22 @@ class GradLabModule(L.LightningModule):
 
     def _common_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
+        if stage == "train":
+            self._train_values, self._train_batch_size = {}, len(x)
         out = self(x)
         loss = self.loss(out, y)
         if stage == "train" and self.z_loss > 0 and self.task.is_classification:
             log_z = out.reshape(-1, out.shape[-1]).logsumexp(-1)  # (B·T,) log-partition of each prediction
             z_term = self.z_loss * log_z.square().mean()
-            self.log("train/z_loss", z_term, on_step=True, on_epoch=False, batch_size=len(x))
+            self._train_values["train/z_loss"] = z_term
             loss = loss + z_term
         if stage == "train" and self.grad_penalty > 0:
             penalty = self.gradient_penalty(loss)
-            self.log("train/grad_penalty", penalty, on_step=True, on_epoch=False, batch_size=len(x))
-            self.log("train/loss_unpenalised", loss, on_step=True, on_epoch=False, batch_size=len(x))
+            self._train_values["train/grad_penalty"] = penalty
+            self._train_values["train/loss_unpenalised"] = loss
             loss = loss + penalty
         if stage == "train":
-            # not on the progress bar: Lightning turns every prog_bar value into a Python float on every
-            # batch (LoggerConnector.on_batch_end), a host sync per step on GPU; logged values sync only at
-            # log_every_n_steps
-            self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=len(x))
+            self._train_values["train/loss"] = loss
             return loss
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics["loss"].update(loss, weight=len(x))
@@ -126,6 +127,30 @@ class GradLabModule(L.LightningModule):
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._common_step(batch, "train")
+
+    @override
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """``self.log`` the step's training values (``train/loss``, ...) only on the steps Lightning writes.
+
+        Every ``self.log`` call costs Lightning's result collection a walk over the value and its metadata,
+        whether or not the step is written; here it runs on Lightning's logging steps only (its
+        ``should_update_logs``: (b + 1) % log_every_n_steps == 0, or the stop, known by now, after every
+        callback's ``on_before_optimizer_step``) and on an epoch's or the run's last step (for
+        ``callback_metrics``, read into summary.json). The values stay on device: as with ``self.log`` in
+        ``training_step``, Lightning reads them to the host only when it writes them. Not on the progress
+        bar: Lightning turns every prog_bar value into a Python float on every batch, a host sync per step on
+        GPU.
+        """
+        trainer = self.trainer
+        if not self._train_values or trainer.fit_loop._should_accumulate():  # a micro-batch: no step taken
+            return
+        step, every = trainer.global_step - 1, trainer.log_every_n_steps  # the step just taken
+        last = trainer.fit_loop.epoch_loop._is_training_done  # max_steps reached, or the epoch's last batch
+        if every > 0 and ((step + 1) % every == 0 or trainer.should_stop or last):
+            batch_size = self._train_batch_size
+            for name, value in self._train_values.items():
+                self.log(name, value, on_step=True, on_epoch=False, batch_size=batch_size)
+        self._train_values = {}
 
     @override
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
