@@ -1,9 +1,11 @@
 """Every benchmark of src/bench/ in turn, its tables printed and written into docs/benchmarks.md.
 
-    python scripts/bench.py all [--only loop telemetry] [--quick] [--threads 1] [--docs docs]
+    python scripts/bench.py all [--only loop telemetry] [--long] [--threads 1] [--docs docs]
 
 Each module runs in its own process (``scripts/bench.py NAME --out ...``) with OMP_NUM_THREADS set, so one
-module's threads or loggers cannot leak into the next; ``--quick`` passes fewer repeats and steps to each.
+module's threads or loggers cannot leak into the next. By default each gets the short form below (every table,
+fewer repeats, steps and variants: ``make bench`` fits in 10 minutes on two CPU cores); ``--long`` runs every
+module with its own defaults (every section and variant, more repeats: about an hour on that CPU).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from src.config import CONF_DIR
 from src.environment import cpu_name
 
 REPO = CONF_DIR.parent
-QUICK_ARGS = {
-    "loop": ["--repeats", "2", "--steps", "100"],
-    "telemetry": ["--repeats", "2"],
-    "guard": ["--repeats", "2"],
+SHORT_ARGS = {
+    "loop": ["--sections", "efficiency", "optimizer", "--repeats", "3", "--steps", "300"],
+    "telemetry": ["--variants", "none", "norm_floor", "default", "--repeats", "3", "--steps", "250"],
+    "guard": ["--repeats", "3", "--steps", "150"],
+    "profile": ["--steps", "600"],
 }
 
 
@@ -43,7 +46,12 @@ def measured(name: str, args: argparse.Namespace) -> tuple[str, str]:
     """Run one benchmark module in its own process: (its command line, its tables as markdown)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"{name}.json"
-        cmd = [sys.executable, str(REPO / "scripts" / "bench.py"), name, *(QUICK_ARGS[name] if args.quick else [])]
+        cmd = [
+            sys.executable,
+            str(REPO / "scripts" / "bench.py"),
+            name,
+            *([] if args.long else SHORT_ARGS.get(name, [])),
+        ]
         print(f"[bench] {' '.join(cmd[1:])}", flush=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         proc = subprocess.run([*cmd, "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, check=False)
@@ -57,18 +65,18 @@ def measured(name: str, args: argparse.Namespace) -> tuple[str, str]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench.py all", description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", choices=bench_names(), default=bench_names())
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and steps")
+    parser.add_argument("--long", action="store_true", help="every module's full defaults (about an hour)")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every module")
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
     args = parser.parse_args(argv)
-    sections = []
+    sections, started = [], time.perf_counter()
     for name in args.only:
         start = time.perf_counter()
         command, tables = measured(name, args)
         print(tables + "\n", flush=True)
         sections.append((name, command, time.perf_counter() - start, tables))
         write_doc(args, sections)  # after every module: a long run leaves what it has measured
-    print(f"[bench] wrote {args.docs / 'benchmarks.md'}")
+    print(f"[bench] wrote {args.docs / 'benchmarks.md'} in {time.perf_counter() - started:.0f} s")
     return 0
 
 

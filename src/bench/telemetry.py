@@ -1,8 +1,11 @@
 """What gradient telemetry costs: training steps/s with and without it, side by side in one run.
 
-    python scripts/bench.py telemetry [--steps 500] [--repeats 5] [--models mlp rnn rnn_large] [--device cpu|cuda]
+    python scripts/bench.py telemetry [--steps 500] [--repeats 5] [--models mlp rnn rnn_large] [--clip 1.0]
+                                      [--variants ...] [--device cpu|cuda]
 
-Variants, each on the same model, data, Trainer settings and logger (a W&B run, offline): ``none``;
+Variants, each on the same model, data, Trainer settings, clipping (``--clip``: the global-norm clip at 1.0, the
+default run's, through gradlab's one clipping path, src/clipping/apply.py, which takes the step's norms from
+the monitors when they have read them) and logger (a W&B run, offline): ``none``;
 ``norm_floor`` (one ``torch._foreach_norm`` over the gradients per step, on device: what any monitor of the
 per-step pre-clip norm must cost); ``default`` (the monitors of conf/callbacks/default.yaml); ``lightning_recipe``
 (``self.log_dict(grad_norm(self, norm_type=2))`` in ``on_before_optimizer_step``, Lightning's documented way);
@@ -10,8 +13,10 @@ per-step pre-clip norm must cost); ``default`` (the monitors of conf/callbacks/d
 MLP, a tanh RNN (hidden 128, T = 100, batch 32), on request ``rnn_large`` (hidden 512, T = 200, batch 256).
 
 Ratios are medians of per-repeat ratios against the ``none`` run of the same repeat, per wall and per CPU second
-(the steadier one on a shared machine). Whole runs scatter by several percent, so each callback's hooks are
-also timed directly (CPU time inside them; on CUDA the host's share). ``log_every_n_steps=25``, the default:
+(the steadier one on a shared machine). Whole runs scatter by several percent, so each callback's hooks and the
+module's clip are also timed directly (CPU time inside them; on CUDA the host's share); ``added`` is what a
+variant adds to a step: its hooks and its clip, less the clip of the ``none`` run of the same repeat (there the
+clip reads the norms itself; with the monitors it reuses theirs). ``log_every_n_steps=25``, the default:
 the 500-step window holds a long run's share of logging, through-time and histogram steps.
 """
 
@@ -37,6 +42,7 @@ from torch import Tensor, nn
 
 from src.bench._device import accelerator
 from src.bench._harness import StepTimer, Tables, UsageError, interleaved, run
+from src.clipping.apply import ClipReport, clip_gradients
 from src.config.compose import compose_run
 from src.grad_norms import fused_norms
 
@@ -80,6 +86,18 @@ class Regression(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=1e-3)
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: Any = None,
+    ) -> None:
+        self._clip_report = clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def clip_report(self) -> ClipReport | None:
+        """What the clip did this step (``src.clipping.ReportsClipping``): GradNormMonitor's post-clip norm."""
+        return getattr(self, "_clip_report", None)
+
 
 def mlp() -> nn.Module:
     layers: list[nn.Module] = []
@@ -118,15 +136,23 @@ def regression(model: str) -> Regression:
 
 
 def fit(
-    module: Regression, model: str, callbacks: list[L.Callback], steps: int, device: torch.device, logger: Any = False
+    module: Regression,
+    model: str,
+    callbacks: list[L.Callback],
+    steps: int,
+    device: torch.device,
+    logger: Any = False,
+    clip: float | None = None,
 ) -> L.Trainer:
-    """Train ``module`` for ``steps`` optimizer steps on 16 of ``model``'s batches made up front (cycled)."""
+    """Train ``module`` for ``steps`` optimizer steps on 16 of ``model``'s batches made up front (cycled),
+    clipping the global gradient norm at ``clip`` (None: no clipping)."""
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
             accelerator=accelerator(device),
             devices=1,
             max_steps=steps,
             log_every_n_steps=LOG_EVERY_N_STEPS,
+            gradient_clip_val=clip,
             logger=logger,
             callbacks=callbacks,
             enable_checkpointing=False,
@@ -190,7 +216,12 @@ class HookClock(L.Callback):
         if trainer.global_step == self.warmup:
             self.seconds.clear()
 
+    def wrap_clip(self, module: L.LightningModule) -> None:
+        """Time the module's clip too (``CLIP``): it reads the step's norms itself unless a monitor did first."""
+        module.configure_gradient_clipping = self._timed(CLIP, module.configure_gradient_clipping)  # type: ignore[method-assign]
 
+
+CLIP = "clip (configure_gradient_clipping)"
 TELEMETRY = {f"src.callbacks.{name}" for name in TELEMETRY_CLASSES}
 
 
@@ -215,11 +246,20 @@ def run_once(model: str, variant: str, args: argparse.Namespace, wandb_run: Any)
     elif variant in ("norm_floor", "lightning_recipe"):
         callbacks.append(hook_clock.wrap(NormFloor() if variant == "norm_floor" else LightningRecipe()))
     module = regression(model)
+    hook_clock.wrap_clip(module)
     watch = variant.startswith("watch_")
     if watch:
         wandb_run.watch(module, log="all", log_freq=int(variant.removeprefix("watch_")))
     try:
-        fit(module, model, callbacks, args.warmup + args.steps, args.device, WandbLogger(experiment=wandb_run))
+        fit(
+            module,
+            model,
+            callbacks,
+            args.warmup + args.steps,
+            args.device,
+            WandbLogger(experiment=wandb_run),
+            args.clip or None,
+        )
     finally:
         if watch:
             wandb_run.unwatch(module)
@@ -230,6 +270,7 @@ def run_once(model: str, variant: str, args: argparse.Namespace, wandb_run: Any)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--clip", type=float, default=1.0, help="global-norm clip of every variant (0: none)")
 
 
 def measure(args: argparse.Namespace) -> Tables:
@@ -254,7 +295,7 @@ def measure(args: argparse.Namespace) -> Tables:
         base = results[(model, "none")]
         peaks = [r[3] for r in runs if r[3] is not None]
         rows.append(
-            {"model": model, "variant": variant,
+            {"model": model, "variant": variant, "clip": args.clip or None,
              "steps_per_s": statistics.median(r[0] for r in runs),
              "ratio": statistics.median(r[0] / b[0] for r, b in zip(runs, base, strict=True)),
              "steps_per_cpu_s": statistics.median(r[1] for r in runs),
@@ -262,11 +303,18 @@ def measure(args: argparse.Namespace) -> Tables:
              "peak_mib": max(peaks) if peaks else None}
         )  # fmt: skip
         callbacks = sorted({name for r in runs for name in r[2]}, key=lambda n: -runs[0][2].get(n, 0.0))
-        for name in [*callbacks, "all"] if len(callbacks) > 1 else callbacks:  # none: no telemetry, or wandb.watch
-            ms = [sum(r[2].values()) if name == "all" else r[2].get(name, 0.0) for r in runs]
+        for name in callbacks:
+            ms = [r[2].get(name, 0.0) for r in runs]
             share = [m * r[1] / 1e3 for m, r in zip(ms, runs, strict=True)]  # ms/step x steps/CPU-s
             row = {"model": model, "variant": variant, "callback": name, "cpu_ms_per_step": statistics.median(ms)}
             callback_rows.append({**row, "share_of_cpu": statistics.median(share)})
+        if variant != "none":  # what the variant adds to a step: its hooks and clip, less the clip of `none`
+            added = [sum(r[2].values()) - b[2].get(CLIP, 0.0) for r, b in zip(runs, base, strict=True)]
+            share = [a * b[1] / 1e3 for a, b in zip(added, base, strict=True)]  # of the `none` run's CPU step
+            row = {"model": model, "variant": variant, "callback": "added (hooks + clip - clip of none)"}
+            callback_rows.append(
+                {**row, "cpu_ms_per_step": statistics.median(added), "share_of_cpu": statistics.median(share)}
+            )
     return {"runs": rows, "callbacks": callback_rows}
 
 
