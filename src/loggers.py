@@ -15,8 +15,11 @@ from typing import Any
 
 from lightning.fabric.loggers.csv_logs import _ExperimentWriter
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.logger import _add_prefix
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from torch import Tensor
 from typing_extensions import override
 
 
@@ -66,7 +69,22 @@ class StepRowWriter(ExperimentWriter):
 
 
 class StepCSVLogger(CSVLogger):
-    """``lightning.pytorch.loggers.CSVLogger`` (same arguments) writing one row per step (``StepRowWriter``)."""
+    """``lightning.pytorch.loggers.CSVLogger`` (same arguments) writing one row per step (``StepRowWriter``).
+
+    It writes the file when ``flush_logs_every_n_steps`` rows are buffered, not (as Lightning's does) on every
+    call whose step is a multiple of it: several calls log one step, and every call after the first one would
+    then rewrite the whole file to merge its values into the row just written. Lightning's logger connector
+    also saves after each of its own logging calls, and ``finalize`` writes what is left.
+    """
+
+    @override
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Tensor | float], step: int | None = None) -> None:  # type: ignore[override]
+        metrics = _add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR)
+        writer = self.experiment
+        writer.log_metrics(metrics, len(writer.metrics) if step is None else step)
+        if len(writer.metrics) >= self._flush_logs_every_n_steps:
+            self.save()
 
     @property
     @override

@@ -21,6 +21,19 @@ def test_the_runner_writes_a_modules_tables_as_markdown_in_the_one_number_format
     )
 
 
+def test_loop_bench_smoke_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "loop.json"
+    args = ["--sections", "efficiency", "--sizes", "tiny", "--steps", "3", "--warmup", "1", "--repeats", "1"]
+    assert loop.main([*args, "--out", str(out)]) == 0
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["efficiency"]}
+    assert list(rows) == loop.VARIANTS == ["bare", "empty_lightning", "gradlab_bare", "gradlab"]
+    assert rows["bare"]["vs_bare"] == 1.0 and rows["empty_lightning"]["vs_empty"] == 1.0
+    for row in rows.values():  # each ratio is the same run's rate over the baseline's (one repeat: no median)
+        assert row["vs_bare"] == pytest.approx(row["steps_per_s"] / rows["bare"]["steps_per_s"])
+        assert row["vs_empty"] == pytest.approx(row["steps_per_s"] / rows["empty_lightning"]["steps_per_s"])
+        assert row["peak_mib"] > 50  # the CPU's peak RSS of the whole process: torch alone is more
+
+
 @pytest.mark.slow
 def test_loop_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "loop.json"
@@ -28,8 +41,11 @@ def test_loop_bench_smoke(tmp_path: Path) -> None:
     assert loop.main(args) == 0
     result = json.loads(out.read_text())
     variants = {(r["size"], r["variant"]) for r in result["efficiency"]}
-    assert variants == {(s, v) for s in ("default", "tiny") for v in ("bare", "gradlab", "gradlab_bare")}
-    assert all(r["steps_per_s"] > 0 for r in result["efficiency"] + result["scaling"])
+    assert variants == {(s, v) for s in ("default", "tiny") for v in loop.VARIANTS}
+    assert {(r["sgd"], r["variant"]) for r in result["optimizer"]} == {
+        (impl, v) for impl in loop.OPTIMIZERS for v in ("bare", "gradlab")
+    }
+    assert all(r["steps_per_s"] > 0 for r in result["efficiency"] + result["optimizer"] + result["scaling"])
     assert {r["model"] for r in result["scaling"]} == {"rnn", "lstm", "mlp"}
 
 

@@ -68,6 +68,9 @@ def test_bench_telemetry_smoke(tmp_path: Path, monkeypatch):
     assert set(results) == {f"{m}/{v}" for m in ("mlp", "rnn") for v in variants}
     assert results["mlp/none"]["ratio"] == 1.0 and all(r["steps_per_s"] > 0 for r in results.values())
     monitors = {r["callback"]: r for r in tables["callbacks"] if (r["model"], r["variant"]) == ("mlp", "default")}
-    assert {"GradNormMonitor", "WeightMonitor", "all"} <= set(monitors)
-    assert 0 < monitors["GradNormMonitor"]["cpu_ms_per_step"] <= monitors["all"]["cpu_ms_per_step"]
-    assert 0 < monitors["all"]["share_of_cpu"] < 1
+    added, clip = "added (hooks + clip - clip of none)", "clip (configure_gradient_clipping)"
+    assert {"GradNormMonitor", "WeightMonitor", clip, added} <= set(monitors)
+    assert all(r["clip"] == 1.0 for r in tables["runs"])  # clip=1.0 on both sides, the default run's
+    none = {r["callback"]: r for r in tables["callbacks"] if (r["model"], r["variant"]) == ("mlp", "none")}
+    assert set(none) == {clip} and none[clip]["cpu_ms_per_step"] > 0  # `none` clips too: it reads the norms
+    assert monitors["GradNormMonitor"]["cpu_ms_per_step"] > 0 and abs(monitors[added]["share_of_cpu"]) < 1

@@ -128,6 +128,8 @@ class DivergenceGuard(Callback):
         self._loss: Tensor | None = None
         self._norms: Tensor | None = None  # (window,) recent finite total norms, NaN = empty slot
         self._losses: Tensor | None = None  # (window,) their losses
+        self._windows: Tensor | None = None  # (2, window): _norms and _losses are its rows (one median for both)
+        self._factors: Tensor | None = None  # (2,) spike_factor, loss_spike_factor on the windows' device
         self._seen = 0  # finite steps recorded into the windows
         self.events: list[dict[str, Any]] = []
         self.skipped_steps = 0
@@ -172,30 +174,22 @@ class DivergenceGuard(Callback):
         """The step's loss, summed over its micro-batches (NaN if no backward was seen), and start afresh."""
         loss = self._loss if self._loss is not None else torch.full_like(total, float("nan"))
         self._loss = None
-        if self._norms is None or self._losses is None or self._norms.device != total.device:
+        if self._windows is None or self._windows.device != total.device:
             self._init_windows(total.device)
         return loss
 
-    def _is_spike(self, value: Tensor, history: Tensor, factor: float) -> Tensor:
-        if self._seen < self.warmup_steps:
-            return torch.zeros((), dtype=torch.bool, device=value.device)
-        reference = torch.nanmedian(history)
-        # a multiple of a median means something only above 0: a negative loss (e.g. a Gaussian NLL) or an
-        # all-zero gradient history would otherwise make every step a spike
-        return (value > factor * reference) & (reference > 0)
-
     def _check(self, total: Tensor, loss: Tensor) -> Flags:
         """The four checks on device, then the one host transfer per step: a skip/stop decision needs a bool."""
-        assert self._norms is not None and self._losses is not None
-        flags = torch.stack(
-            [
-                ~torch.isfinite(total),
-                ~torch.isfinite(loss),
-                self._is_spike(total, self._norms, self.spike_factor),
-                self._is_spike(loss, self._losses, self.loss_spike_factor),
-            ]
-        )
-        return Flags(*(bool(f) for f in flags.tolist()))
+        assert self._windows is not None and self._factors is not None
+        values = torch.stack([total.float(), loss.float()])  # (grad norm, loss)
+        nonfinite = ~torch.isfinite(values)
+        if self._seen < self.warmup_steps:
+            return Flags(*(bool(f) for f in nonfinite.tolist()), False, False)
+        reference = torch.nanmedian(self._windows, dim=1).values  # one median for both windows
+        # a multiple of a median means something only above 0: a negative loss (e.g. a Gaussian NLL) or an
+        # all-zero gradient history would otherwise make every step a spike
+        spikes = (values > self._factors * reference) & (reference > 0)
+        return Flags(*(bool(f) for f in torch.cat([nonfinite, spikes]).tolist()))
 
     def _count_overflow(self, trainer: L.Trainer, flags: Flags) -> bool:
         """A GradScaler overflow (non-finite gradient, finite loss, 16-mixed): the scaler skips it itself."""
@@ -263,13 +257,13 @@ class DivergenceGuard(Callback):
         self.skipped_steps += 1
 
     def _init_windows(self, device: torch.device) -> None:
-        for name in ("_norms", "_losses"):
-            current = getattr(self, name)
-            fresh = torch.full((self.window,), float("nan"), device=device)
+        self._windows = torch.full((2, self.window), float("nan"), device=device)
+        for row, current in enumerate((self._norms, self._losses)):
             if current is not None:  # restored from a checkpoint (on the CPU) or a window of another size
                 kept = current.to(device)[-self.window :]
-                fresh[: kept.numel()] = kept
-            setattr(self, name, fresh)
+                self._windows[row, : kept.numel()] = kept
+        self._norms, self._losses = self._windows[0], self._windows[1]
+        self._factors = torch.tensor([self.spike_factor, self.loss_spike_factor], device=device)
 
     def _log_event(self, step: int, event: Event, ratio: float | None) -> None:
         self.events.append(
@@ -333,4 +327,5 @@ class DivergenceGuard(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._norms, self._losses = state_dict["norms"], state_dict["losses"]
+        self._windows = None  # rebuilt from the two at the next step
         self._seen, self.skipped_steps = int(state_dict["seen"]), int(state_dict["skipped"])
