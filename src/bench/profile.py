@@ -1,6 +1,6 @@
 """Where a training step's time goes: a sampling profile (py-spy) of the default run, split by who owns it.
 
-    python scripts/bench.py profile [--steps 600] [--rate 250] [--overrides KEY=VALUE ...]
+    python scripts/bench.py profile [--steps 600] [--rate 200] [--overrides KEY=VALUE ...]
 
 Runs ``scripts/train.py`` (the default config: every default monitor, the guard, checkpointing, the progress
 bar, W&B offline + CSV) under ``py-spy record`` in its own process, and keeps the samples taken inside
@@ -17,8 +17,9 @@ the innermost frame of a known owner, read from the leaf up:
 - ``lightning``: the rest of the loop (hook dispatch, result collection, closures, batch transfer).
 
 Torch's own Python frames (``nn.Module.__call__``, ...) and src/grad_norms.py, src/clipping/ belong to whoever
-called them. The sampler runs in another process at ``--rate`` samples per second, so it slows the run itself
-very little; shares are of the sampled loop time, ms/step is that time over the steps run.
+called them. The sampler runs in another process at ``--rate`` samples per second without pausing the run
+(``--nonblocking``), so it slows the run itself very little; shares are of the sampled loop time, ms/step is
+that time over the steps run.
 """
 
 from __future__ import annotations
@@ -109,15 +110,16 @@ def profile_run(args: argparse.Namespace, tmp: Path) -> str:
     out = tmp / "samples.txt"
     train = [sys.executable, str(REPO / "scripts" / "train.py"), f"trainer.max_steps={args.steps}", "test=false"]
     train += [f"hydra.run.dir={tmp / 'run'}", *args.overrides]
-    cmd = [spy, "record", "--format", "raw", "--rate", str(args.rate), "--output", str(out), "--", *train]
-    proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=False)
+    # --nonblocking: read the stacks without pausing the run (a paused run on a busy machine crawls)
+    cmd = [spy, "record", "--nonblocking", "--format", "raw", "--rate", str(args.rate), "--output", str(out)]
+    proc = subprocess.run([*cmd, "--", *train], cwd=tmp, capture_output=True, text=True, check=False, timeout=1800)
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"py-spy record failed (exit {proc.returncode}): {proc.stderr[-1500:]}")
     return out.read_text()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=12, help="functions listed, largest first")
     parser.add_argument("--overrides", nargs="*", default=[], help="extra config overrides of the profiled run")
 
