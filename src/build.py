@@ -20,6 +20,8 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from omegaconf import DictConfig
 
 from src import wandb_run
+from src.callbacks import AttentionMonitor, GradScalerMonitor
+from src.callbacks.attention import attention_modules
 from src.data.datamodule import SyntheticDataModule
 from src.data.task import Task
 from src.models.module import GradLabModule
@@ -87,10 +89,23 @@ def build_loggers(cfg: DictConfig, choices: dict[str, str]) -> list[Logger]:
     ]
 
 
-def build_callbacks(cfg: DictConfig, loggers: list[Logger]) -> list[L.Callback]:
-    """The configured callbacks (one set to null, ``callbacks.histograms=null``, is off), then the learning rate
-    when a scheduler changes it and the W&B run id for resuming."""
+def can_record(callback: L.Callback, cfg: DictConfig, module: L.LightningModule) -> bool:
+    """False for a monitor with nothing to record in this run: attention statistics of a network without
+    attention, the loss scale without a GradScaler. Lightning calls every hook of every callback on every step
+    whether it is overridden or not, so a callback that can never act still costs each step its dispatch."""
+    if isinstance(callback, AttentionMonitor):
+        return bool(attention_modules(module))
+    if isinstance(callback, GradScalerMonitor):
+        return str(cfg.trainer.get("precision")) in ("16-mixed", "16")  # the only precision with a GradScaler
+    return True
+
+
+def build_callbacks(cfg: DictConfig, loggers: list[Logger], module: L.LightningModule) -> list[L.Callback]:
+    """The configured callbacks (one set to null, ``callbacks.histograms=null``, is off) that can record
+    something in this run (``can_record``), then the learning rate when a scheduler changes it and the W&B run
+    id for resuming."""
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
+    callbacks = [c for c in callbacks if can_record(c, cfg, module)]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     if cfg.scheduler and loggers:  # every optimizer step's learning rate, at the loggers' interval
@@ -120,6 +135,6 @@ def build(cfg: DictConfig) -> Parts:
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule.task)
     loggers = build_loggers(cfg, choices)
-    callbacks = build_callbacks(cfg, loggers)
+    callbacks = build_callbacks(cfg, loggers, module)
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **cpu_fp16_precision(cfg.trainer))
     return Parts(datamodule, module, loggers, callbacks, trainer, choices)

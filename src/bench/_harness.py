@@ -32,7 +32,8 @@ class UsageError(Exception):
 
 
 class StepTimer(L.Callback):
-    """Wall and process CPU time of the optimizer steps from ``warmup`` to the end of the last one.
+    """Wall and process CPU time of the optimizer steps from ``warmup`` to the end of the last one
+    (``max_steps``; a run that stops earlier: to the end of the fit).
 
     On a machine shared with other jobs the wall clock also measures them; the process's CPU time (all its
     threads) is the steadier of the two there, so both are kept. On CUDA the clock synchronises the device and
@@ -55,7 +56,19 @@ class StepTimer(L.Callback):
             self.start = clock(pl_module.device), time.process_time()
             reset_peak_memory(pl_module.device)
 
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        # the clock stops after the last step, before what ends a fit (the epoch-end checkpoint and
+        # callbacks' on_train_end): those cost once per run, not per step; a run stopped early stops in on_train_end
+        if self.start is not None and 0 < trainer.max_steps <= trainer.global_step:
+            self._stop(trainer, pl_module)
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.start is not None and self.steps == 0:
+            self._stop(trainer, pl_module)
+
+    def _stop(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.end, self.steps = (clock(pl_module.device), time.process_time()), trainer.global_step - self.warmup
         self.peak_mib = peak_memory_mib(pl_module.device)
         if self.out:

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from src.bench._device import accelerator
 from src.bench._harness import StepTimer, Tables, UsageError, interleaved, run
+from src.build import can_record
 from src.clipping.apply import ClipReport, clip_gradients
 from src.config.compose import compose_run
 from src.grad_norms import fused_norms
@@ -225,13 +226,16 @@ CLIP = "clip (configure_gradient_clipping)"
 TELEMETRY = {f"src.callbacks.{name}" for name in TELEMETRY_CLASSES}
 
 
-def default_monitors() -> list[L.Callback]:
-    """The telemetry entries of conf/callbacks/default.yaml, as a run would build them (checkpointing,
-    progress bar and divergence guard are not telemetry: they stay out of every variant)."""
+def default_monitors(module: L.LightningModule) -> list[L.Callback]:
+    """The telemetry entries of conf/callbacks/default.yaml, as a run would build them for ``module``
+    (``src.build.can_record``; checkpointing, progress bar and divergence guard are not telemetry: they stay
+    out of every variant)."""
     with tempfile.TemporaryDirectory() as tmp:  # conf/callbacks/default.yaml composes one file per callback
-        entries = OmegaConf.to_container(compose_run(["callbacks=default"], Path(tmp)).callbacks, resolve=False)
+        cfg = compose_run(["callbacks=default"], Path(tmp))
+    entries = OmegaConf.to_container(cfg.callbacks, resolve=False)
     assert isinstance(entries, dict)
-    return [instantiate(c) for c in entries.values() if isinstance(c, dict) and c.get("_target_") in TELEMETRY]
+    monitors = [instantiate(c) for c in entries.values() if isinstance(c, dict) and c.get("_target_") in TELEMETRY]
+    return [m for m in monitors if can_record(m, cfg, module)]
 
 
 Timed = tuple[float, float, dict[str, float], float | None]  # wall rate, CPU rate, CPU ms/step per callback, peak
@@ -241,11 +245,11 @@ def run_once(model: str, variant: str, args: argparse.Namespace, wandb_run: Any)
     """One timed run of ``variant`` on ``model``."""
     timer, hook_clock = StepTimer(args.warmup), HookClock(args.warmup)
     callbacks: list[L.Callback] = [hook_clock, timer]
+    module = regression(model)
     if variant == "default":
-        callbacks += [hook_clock.wrap(c) for c in default_monitors()]
+        callbacks += [hook_clock.wrap(c) for c in default_monitors(module)]
     elif variant in ("norm_floor", "lightning_recipe"):
         callbacks.append(hook_clock.wrap(NormFloor() if variant == "norm_floor" else LightningRecipe()))
-    module = regression(model)
     hook_clock.wrap_clip(module)
     watch = variant.startswith("watch_")
     if watch:
