@@ -61,3 +61,40 @@ def test_rerunning_one_benchmark_keeps_the_other_sections(tmp_path: Path) -> Non
     assert sections["loop"] == "`loop cmd`\n\nloop table"
     assert sections["guard"].startswith("`python scripts/bench.py guard` (12 s), ")
     assert sections["guard"].endswith("\n\nnew guard table")
+
+
+def test_targets_read_this_runs_tables_and_say_which_hold() -> None:
+    loop_rows = [
+        {"size": "default", "variant": "gradlab", "vs_bare": 0.91, "vs_empty": 0.96},
+        {"size": "default", "variant": "empty_lightning", "vs_bare": 0.95, "vs_empty": 1.0},
+        {"size": "tiny", "variant": "gradlab", "vs_bare": 0.59, "vs_empty": 0.98},
+    ]
+    added = bench_all.ADDED
+    telemetry = {
+        "runs": [{"model": "mlp", "variant": "default", "ratio": 0.97, "cpu_ratio": 0.969}],
+        "callbacks": [{"model": "mlp", "variant": "default", "callback": added, "share_of_cpu": 0.031}],
+    }
+    rows = {r["target"]: r for r in bench_all.targets({"loop": {"efficiency": loop_rows}, "telemetry": telemetry})}
+    holds = {target: r["holds"] for target, r in rows.items()}
+    assert holds == {
+        "default run / bare loop, default size": "yes",  # 0.91 >= 0.90
+        "default run / empty Lightning loop, default size": "no",  # 0.96 < 0.97
+        "(empty Lightning loop / bare loop, default size: Lightning's floor)": None,  # reported, no target
+        "default run / bare loop, tiny size": "no",
+        "default run / empty Lightning loop, tiny size": "yes",
+        "telemetry / none, mlp, whole run (wall)": "yes",  # the bound itself holds
+        "telemetry / none, mlp, whole run (CPU)": "no",
+        "telemetry's added CPU share, mlp, hooks timed directly": "no",  # 3.1% > 3%
+    }
+    assert rows["default run / bare loop, tiny size"]["measured"] == 0.59
+    assert bench_all.targets({}) == []  # neither module ran: no targets section
+
+
+def test_bench_all_smoke_writes_the_doc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = ["--steps", "3", "--warmup", "1", "--repeats", "1", "--models", "rnn"]
+    monkeypatch.setitem(bench_all.SHORT_ARGS, "guard", tiny)
+    assert bench_all.main(["--only", "guard", "--docs", str(tmp_path)]) == 0
+    sections = bench_all.earlier_sections(tmp_path / "benchmarks.md")
+    assert list(sections) == ["guard"]  # no loop or telemetry run: no targets section
+    assert sections["guard"].startswith(f"`python scripts/bench.py guard {' '.join(tiny)}` (")
+    assert "| rnn | guard+grad_norm |" in sections["guard"] and "failed" not in sections["guard"]

@@ -20,11 +20,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 import src.bench
-from src.bench._harness import markdown
+from src.bench._harness import Tables, markdown
 from src.config import CONF_DIR
 from src.environment import cpu_name
 
@@ -42,8 +43,8 @@ def bench_names() -> list[str]:
     return sorted(m.name for m in modules if m.name != "all" and not m.name.startswith("_"))  # _x: helpers
 
 
-def measured(name: str, args: argparse.Namespace) -> tuple[str, str]:
-    """Run one benchmark module in its own process: (its command line, its tables as markdown)."""
+def measured(name: str, args: argparse.Namespace) -> tuple[str, str, Tables]:
+    """Run one benchmark module in its own process: (its command line, its tables as markdown, the tables)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"{name}.json"
         cmd = [
@@ -57,9 +58,46 @@ def measured(name: str, args: argparse.Namespace) -> tuple[str, str]:
         proc = subprocess.run([*cmd, "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, check=False)
         command = " ".join(["python scripts/bench.py", *cmd[2:]])
         if proc.returncode != 0:
-            return command, f"failed (exit {proc.returncode}):\n\n```\n{proc.stderr[-2000:]}\n```"
+            return command, f"failed (exit {proc.returncode}):\n\n```\n{proc.stderr[-2000:]}\n```", {}
         tables = json.loads(out.read_text())
-        return command, f"{tables.pop('header')}\n\n{markdown(tables)}"
+        return command, f"{tables.pop('header')}\n\n{markdown(tables)}", tables
+
+
+ADDED = "added (hooks + clip - clip of none)"  # src/bench/telemetry.py's row of what telemetry adds to a step
+
+
+def _row(table: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    return next((r for r in table if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def targets(results: dict[str, Tables]) -> list[dict[str, Any]]:
+    """Issue 12's targets against this run's loop and telemetry tables: bound, measured value, whether it holds."""
+    rows: list[dict[str, Any]] = []
+
+    def check(target: str, value: float | None, bound: float, at_least: bool) -> None:
+        if value is not None:
+            holds = value >= bound if at_least else value <= bound
+            rows.append({"target": target, "bound": f"{'>=' if at_least else '<='} {bound}", "measured": value,
+                         "holds": "yes" if holds else "no"})  # fmt: skip
+
+    loop = results.get("loop", {}).get("efficiency", [])
+    for size, bound in (("default", 0.90), ("tiny", 0.60)):
+        gradlab, empty = _row(loop, size=size, variant="gradlab"), _row(loop, size=size, variant="empty_lightning")
+        check(f"default run / bare loop, {size} size", gradlab and gradlab["vs_bare"], bound, True)
+        check(f"default run / empty Lightning loop, {size} size", gradlab and gradlab.get("vs_empty"), 0.97, True)
+        if empty:  # no target: the ceiling any Lightning loop has here
+            rows.append({"target": f"(empty Lightning loop / bare loop, {size} size: Lightning's floor)",
+                         "bound": None, "measured": empty["vs_bare"], "holds": None})  # fmt: skip
+    telemetry = results.get("telemetry", {})
+    for model in ("mlp", "rnn"):
+        run = _row(telemetry.get("runs", []), model=model, variant="default")
+        check(f"telemetry / none, {model}, whole run (wall)", run and run["ratio"], 0.97, True)
+        check(f"telemetry / none, {model}, whole run (CPU)", run and run["cpu_ratio"], 0.97, True)
+        added = _row(telemetry.get("callbacks", []), model=model, variant="default", callback=ADDED)
+        check(
+            f"telemetry's added CPU share, {model}, hooks timed directly", added and added["share_of_cpu"], 0.03, False
+        )
+    return rows
 
 
 def main(argv: list[str]) -> int:
@@ -69,13 +107,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every module")
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
     args = parser.parse_args(argv)
-    sections, started = [], time.perf_counter()
+    sections, results, started = [], {}, time.perf_counter()
     for name in args.only:
         start = time.perf_counter()
-        command, tables = measured(name, args)
-        print(tables + "\n", flush=True)
-        sections.append((name, command, time.perf_counter() - start, tables))
+        command, text, results[name] = measured(name, args)
+        print(text + "\n", flush=True)
+        sections.append((name, command, time.perf_counter() - start, text))
         write_doc(args, sections)  # after every module: a long run leaves what it has measured
+    rows = targets(results)
+    if rows:
+        text = markdown({"targets": rows})
+        print(text, flush=True)
+        command = f"python scripts/bench.py all{' --long' if args.long else ''}: the loop and telemetry tables above"
+        sections.append(("targets", command, time.perf_counter() - started, text))
+        write_doc(args, sections)
     print(f"[bench] wrote {args.docs / 'benchmarks.md'} in {time.perf_counter() - started:.0f} s")
     return 0
 
