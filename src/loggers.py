@@ -1,4 +1,4 @@
-"""StepCSVLogger: Lightning's CSVLogger with exactly one row per step in metrics.csv.
+"""StepCSVLogger and StepWandbLogger: Lightning's CSV and W&B loggers with one row per step.
 
 Lightning's CSV writer appends one row per ``log_metrics`` call, and a step is logged by several calls:
 Lightning's own (``train/loss``, then ``val/*`` when validation runs after that step), and every monitor's
@@ -6,18 +6,22 @@ Lightning's own (``train/loss``, then ``val/*`` when validation runs after that 
 row — still in the buffer, or already written, in which case the file is rewritten the way Lightning rewrites
 it when new columns appear — so ``csv/metrics.csv`` reads as one table: a row per step, a column per metric.
 Steps arrive in order (a resumed run continues after the last one), so only the last row can ever merge.
+
+StepWandbLogger sends the calls of one step as one ``wandb.log``: every call costs W&B a hand-off to its
+service thread, several per logging step (Lightning's own and each monitor's).
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from typing import Any
 
 from lightning.fabric.loggers.csv_logs import _ExperimentWriter
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.logger import _add_prefix
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from torch import Tensor
 from typing_extensions import override
@@ -94,3 +98,46 @@ class StepCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = StepRowWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class StepWandbLogger(WandbLogger):
+    """``lightning.pytorch.loggers.WandbLogger`` (same arguments) sending one ``wandb.log`` per step.
+
+    Calls for the same step are merged and sent when a call for another step arrives, at ``save`` (Lightning's
+    logger connector calls it right after each of its own logging calls, so a logging step goes out at its
+    end, validation's row after it) and at ``finalize``; the step's history row holds what the separate calls
+    held, under the same ``trainer/global_step``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: dict[str, Any] = {}
+        self._pending_step: int | None = None
+
+    @override
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._pending and (step is None or step != self._pending_step):
+            self._flush()
+        if step is None:  # no step to merge on: as Lightning's
+            super().log_metrics(metrics, step)
+            return
+        self._pending.update(metrics)
+        self._pending_step = step
+
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            super().log_metrics(pending, self._pending_step)
+
+    @override
+    @rank_zero_only
+    def save(self) -> None:
+        self._flush()
+        super().save()
+
+    @override
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self._flush()
+        super().finalize(status)

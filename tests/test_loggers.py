@@ -62,3 +62,19 @@ def test_tensorboard_logger_without_its_extra_is_refused_before_output(monkeypat
         "error: logger.tensorboard (TensorBoardLogger) needs the optional tensorboard package: "
         "pip install -e '.[tensorboard]'"
     )
+
+
+def test_wandb_gets_one_history_row_per_training_step(make_cfg, monkeypatch):
+    # Lightning's train/loss and every monitor's metrics of a step arrive in separate calls; StepWandbLogger
+    # sends them as one row. Steps: 0 (monitors only) and Lightning's logging steps 1, 3, ..., 9
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = make_cfg("logger=wandb", "model=rnn", "model.hidden_size=8", "trainer.max_steps=10")
+    cfg.trainer.log_every_n_steps = 2
+    train(cfg)
+    (run_dir,) = Path(cfg.paths.output_dir, "wandb").glob("offline-run-*")
+    rows = [r for r in offline_run(run_dir)["history"] if "grad/norm_total_preclip" in r or "train/loss" in r]
+    steps = [int(r["trainer/global_step"]) for r in rows]
+    assert steps == [0, 1, 3, 5, 7, 9]  # one row each, in order
+    for row in rows[1:]:  # each holds Lightning's value and the monitors' together
+        assert {"train/loss", "epoch", "grad/norm_total_preclip", "grad/layer/network.rnn"} <= set(row)
+    assert "train/loss" not in rows[0] and "grad/norm_total_preclip" in rows[0]
