@@ -36,9 +36,12 @@ class FlightRecorder:
             self._count = 0
         row = self._rows[self._count % self.capacity]
         row[0] = step
-        row[1] = loss
-        row[2] = stats.total_norm
-        row[3:] = stats.layer_norms
+        values = (
+            loss.reshape(1).to(row.dtype),
+            stats.total_norm.reshape(1).to(row.dtype),
+            stats.layer_norms.to(row.dtype),
+        )
+        torch.cat(values, out=row[1:])  # one copy into the row for loss, total and layer norms
         self._count += 1
 
     def history(self) -> list[list[float]]:
