@@ -197,7 +197,8 @@ def bench_rows(check: Check, name: str, path: Path) -> None:
                 f"{size}: gradlab vs bare loop",
                 mark,
                 f"bare {rows['bare']['steps_per_s']:.0f} steps/s; gradlab {rows['gradlab']['vs_bare']:.3f}x, "
-                f"callbacks=none logger=none {rows['gradlab_bare']['vs_bare']:.3f}x"
+                f"callbacks=none logger=none {rows['gradlab_bare']['vs_bare']:.3f}x, "
+                f"empty Lightning loop {rows['empty_lightning']['vs_bare']:.3f}x"
                 + (f"; peak {peak:.0f} MiB" if peak is not None else ""),
             )
     elif name == "telemetry":
