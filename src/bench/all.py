@@ -5,7 +5,7 @@
 Each module runs in its own process (``scripts/bench.py NAME --out ...``) with OMP_NUM_THREADS set, so one
 module's threads or loggers cannot leak into the next. By default each gets the short form below (every table,
 fewer repeats, steps and variants: ``make bench`` fits in 10 minutes on two CPU cores); ``--long`` runs every
-module with its own defaults (every section and variant, more repeats: about an hour on that CPU).
+module with its own defaults (every section and variant, more repeats: several times longer).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def targets(results: dict[str, Tables]) -> list[dict[str, Any]]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench.py all", description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", choices=bench_names(), default=bench_names())
-    parser.add_argument("--long", action="store_true", help="every module's full defaults (about an hour)")
+    parser.add_argument("--long", action="store_true", help="every module's full defaults (several times longer)")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every module")
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
     args = parser.parse_args(argv)

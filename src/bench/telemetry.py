@@ -261,7 +261,7 @@ def run_once(model: str, variant: str, args: argparse.Namespace, wandb_run: Any)
             callbacks,
             args.warmup + args.steps,
             args.device,
-            WandbLogger(experiment=wandb_run),
+            WandbLogger(experiment=wandb_run, save_dir=wandb_run.dir),  # trainer.log_dir: not the cwd
             args.clip or None,
         )
     finally:
