@@ -7,6 +7,7 @@ import csv
 import functools
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,9 @@ def test_warmup_claim_and_its_table_row_both_ways(tmp_path: Path, post_none: flo
     rows = cl.evaluate_claims(tmp_path)
     row = next(r for r in rows if r.claim.key == "xiong.warmup")
     assert row.verdict is verdict and row.outcome is not None and row.outcome.decided == 3
-    lines = claims_table(rows)
+    lines = "\n".join(claims_table(rows)).splitlines()
+    table = [line for line in lines if line.startswith("| ") and "`" in line]
+    assert len(table) == len(cl.CLAIMS) and all(len(re.findall(r"(?<!\\)\|", line)) == 7 for line in table)
     table_row = next(line for line in lines if "`xiong.warmup`" in line and line.startswith("|"))
     assert f"**{verdict.value}** ({3 if verdict is Verdict.supported else 0}/3 seeds)" in table_row
     assert f"{fmt(post_none / math.log(4), 3)} (" in table_row  # the median over 3 equal seeds, then the range

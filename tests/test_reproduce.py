@@ -39,10 +39,11 @@ def test_experiment_config_composes_and_validates(name: str) -> None:
 
 
 def test_quick_scale_overrides_validate() -> None:
+    # one job per experiment: every job of every sweep is validated above, and the quick overrides are the same
+    # for each job of an experiment (composing all ~250 jobs again took over a minute)
     for experiment in EXPERIMENTS:
         cmd = command(experiment, Path("/tmp/unused"), "quick", [])
-        overrides = [a for a in cmd[cmd.index("-m") + 1 :] if not a.startswith("hydra.")]
-        check(["-m", *overrides])
+        check([a for a in cmd[cmd.index("-m") + 1 :] if not a.startswith("hydra.")])
 
 
 def test_seed_chain_numbers_through_the_run_path(tmp_path: Path) -> None:

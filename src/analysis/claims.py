@@ -177,6 +177,24 @@ def clip_examples() -> list[Result]:
     return [example, q2, q4]
 
 
+def bound_example() -> list[Result]:
+    """Pascanu et al.'s bound measured: ‖dL/dh_t‖ through a tanh RNN whose W_hh has σ_max = 0.9 (< 1/γ = 1)."""
+    gen = torch.Generator().manual_seed(0)
+    hidden, steps, sigma = 32, 50, 0.9
+    w_hh = torch.nn.init.orthogonal_(torch.empty(hidden, hidden, dtype=torch.float64), gain=sigma, generator=gen)
+    w_ih = torch.randn(hidden, 1, dtype=torch.float64, generator=gen)
+    h = torch.zeros(hidden, dtype=torch.float64, requires_grad=True)
+    states = []
+    for x in torch.randn(steps, 1, dtype=torch.float64, generator=gen):
+        h = torch.tanh(w_ih @ x + w_hh @ h)
+        h.retain_grad()
+        states.append(h)
+    h.sum().backward()
+    norms = [float(torch.linalg.vector_norm(state.grad)) for state in states]
+    bound = max(n / (sigma ** (steps - 1 - t) * norms[-1]) for t, n in enumerate(norms))
+    return [Result("σ=0.9 T=50", 0, values={"first_last": norms[0] / norms[-1], "bound_ratio": bound})]
+
+
 # --- the criteria -----------------------------------------------------------------------------------------------
 def _printed(arm: str, key: str, number: float, unit: float) -> v.Test:
     """Equal to a printed number to its precision: within one unit of its last digit (rounded or cut)."""
@@ -546,9 +564,20 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         "pascanu.bound",
-        fixed=Verdict.supported,
-        note="tanh RNN with σ_max(W_hh) = 0.9: the through-time profile decays at least as 0.9^(T−t); with 1.1 "
-        "the flagship explodes",
+        compute=bound_example,
+        criterion=Criterion(
+            v.all_of(
+                v.below("σ=0.9 T=50", "bound_ratio", 1.0 + 1e-5),
+                v.below("σ=0.9 T=50", "first_last", 0.9**49),
+            ),
+            **ONE,
+        ),
+        show=(
+            Show("σ=0.9 T=50", "first_last", "‖dL/dh₀‖/‖dL/dh₄₉‖"),
+            Show("σ=0.9 T=50", "bound_ratio", "largest ‖dL/dh_t‖ / (0.9^(49−t)·‖dL/dh₄₉‖)"),
+        ),
+        note="a tanh RNN (hidden 32) with σ_max(W_hh) = 0.9, unrolled by hand in float64; with 1.1 the flagship "
+        "explodes",
         test="tests/test_telemetry_through_time.py::"
         "test_tanh_rnn_below_the_pascanu_bound_decays_at_least_geometrically",
     ),

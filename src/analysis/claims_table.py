@@ -62,16 +62,24 @@ def counts_text(rows: list[Row]) -> str:
     return f"{len(rows)} claims: " + ", ".join(parts) + "."
 
 
+def cell(text: str) -> str:
+    """A table cell: a "|" inside it (|w|, a list of options) would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def claims_table(rows: list[Row]) -> list[str]:
     """The table, its verdict counts and, below, each tested claim's criterion with its per-seed outcome."""
     cells = [
         [
-            f"{i}. `{row.claim.key}`",
-            f"{row.published.claim} — *{row.published.source}*",
-            row.published.number,
-            experiment_text(row.claim),
-            measured_text(row),
-            verdict_text(row),
+            cell(text)
+            for text in (
+                f"{i}. `{row.claim.key}`",
+                f"{row.published.claim} — *{row.published.source}*",
+                row.published.number,
+                experiment_text(row.claim),
+                measured_text(row),
+                verdict_text(row),
+            )
         ]
         for i, row in enumerate(rows, 1)
     ]
