@@ -467,7 +467,7 @@ def lr_sweep_extra(runs: list[Run], docs: Path) -> list[str]:
         "",
         image(
             "final loss against lr",
-            sweep_plot(lines, "learning rate", "final validation loss", docs / "img" / "transformer_lr_sweep.png"),
+            sweep_plot(lines, "learning rate", "final validation loss", docs / "img" / "transformer_lr_final.png"),
             docs,
             "final validation loss against the learning rate, median over seeds with the min–max shaded (a failed "
             "run drawn at 1e3). The wider the basin of low loss, the less sensitive to the lr: compare the two lines "
