@@ -33,6 +33,7 @@ def run(run_dir: Path, *overrides: str) -> Run:
     return loaded
 
 
+@pytest.mark.slow  # every job of every experiment (~90 s); the fast suite validates one job each (below)
 @pytest.mark.parametrize("name", [e.name for e in EXPERIMENTS])
 def test_experiment_config_composes_and_validates(name: str) -> None:
     check(["-m", f"experiment={name}"])

@@ -491,6 +491,7 @@ def test_16_mixed_on_a_cpu_stays_fp16_with_a_grad_scaler(make_cfg):
     assert len(scales) == 3 and scales[0] <= 2.0**16  # a GradScaler ran: Lightning's bf16 substitute has none
 
 
+@pytest.mark.slow  # every job (~20 s); test_reproduce validates one job of each experiment in the fast suite
 @pytest.mark.parametrize(
     ("experiment", "jobs"),
     [
