@@ -22,6 +22,7 @@ DDP the gradients are already identical on every rank).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -115,7 +116,7 @@ class Monitor(Callback):
         return emit(trainer, metrics, step)
 
 
-class ForwardRecorder(Monitor):
+class ForwardRecorder(Monitor, ABC):
     """A Monitor that records inside a logging step's training forward and backward passes (every micro-batch
     of the step), and logs once the optimizer has stepped. Outside logging steps it has no hook at all.
 
@@ -134,17 +135,21 @@ class ForwardRecorder(Monitor):
         self._stepped = False
         self._step = -1
 
+    @abstractmethod
     def start(self, pl_module: L.LightningModule) -> bool:
-        raise NotImplementedError
+        """Install the recording hooks on ``pl_module``; False when the model has nothing to record."""
 
+    @abstractmethod
     def record(self, flag: bool) -> None:
-        raise NotImplementedError
+        """Turn recording on (the step's training passes) or off (any other pass)."""
 
+    @abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Remove the hooks ``start`` installed."""
 
+    @abstractmethod
     def collect(self) -> dict[str, Tensor | float]:
-        raise NotImplementedError
+        """The logging step's metrics, from what was recorded."""
 
     def before_update(self, trainer: L.Trainer) -> None:
         """Called once the step's backward passes are done, before clipping and the update."""
