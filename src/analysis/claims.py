@@ -11,9 +11,11 @@ row per claim for the report.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,86 +29,60 @@ Arm = Callable[[Run], str | None]
 
 
 # --- arms: how a run is labelled within its comparison ---------------------------------------------------------
-def _clip(run: Run) -> str:
-    clip = run.summary.get("clip")
-    return "none" if clip is None else f"{clip:g}"
+_FIELD = re.compile(r"\{([^{}]+)\}")
 
 
-def rnn_arm(run: Run) -> str:
-    """Recurrent runs on one task: length and clip (flagship, vanishing, clip_length)."""
-    return f"T{run.cfg('data.seq_len')} clip={_clip(run)}"
+def _value(run: Run, key: str) -> Any:
+    """A run's setting: ``clip`` and ``choices.<group>`` from its summary, any other dotted key from its config."""
+    if key == "clip":
+        return run.summary.get("clip")
+    if key.startswith("choices."):
+        return run.summary.get("choices", {}).get(key.removeprefix("choices."), "?")
+    return run.cfg(key)
 
 
-def clip_arm(run: Run) -> str | None:
-    """Threshold runs of the flagship setting (clip_sweep and the flagship pair)."""
-    return f"clip={_clip(run)}" if run.cfg("data.seq_len") == 50 else None
+def _text(key: str, value: Any) -> str:
+    if value is None and key == "clip":
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def model_arm(run: Run) -> str:
-    return str(run.summary.get("choices", {}).get("model", "?"))
+def labels(template: str, where: dict[str, Any] | None = None) -> Arm:
+    """An arm: each ``{key}`` of ``template`` replaced by the run's setting (``_value``; floats as ``:g``, booleans
+    lower-case, no clip as ``none``); None for a run whose settings differ from ``where``."""
+
+    def arm(run: Run) -> str | None:
+        if any(_value(run, key) != wanted for key, wanted in (where or {}).items()):
+            return None
+        return _FIELD.sub(lambda m: _text(m.group(1), _value(run, m.group(1))), template)
+
+    return arm
 
 
-def chain_arm(run: Run) -> str:
-    return f"w={run.cfg('model.init_value'):g} n={run.cfg('model.depth')}"
-
-
-def mlp_arm(run: Run) -> str:
-    return f"{run.cfg('model.activation')} {run.cfg('model.init')} d{run.cfg('model.depth')}"
-
-
-def activation_arm(run: Run) -> str:
-    return f"{run.cfg('model.activation')} d{run.cfg('model.depth')}"
-
-
-def norm_arm(run: Run) -> str:
-    return f"{run.cfg('model.norm')} res={str(run.cfg('model.residual')).lower()}"
-
-
-def norm_only_arm(run: Run) -> str:
-    return str(run.cfg("model.norm"))
-
-
-def batch_norm_arm(run: Run) -> str:
-    return f"{run.cfg('model.norm')} b{run.cfg('data.batch_size')}"
-
-
-def lr_arm(run: Run) -> str | None:
-    return f"lr={run.cfg('optimizer.lr'):g} clip={_clip(run)}" if run.cfg("data.seq_len") == 50 else None
-
-
-def optimizer_arm(run: Run) -> str:
-    return str(run.summary.get("choices", {}).get("optimizer", "?"))
-
-
-def batch_arm(run: Run) -> str:
-    return f"b{run.cfg('data.batch_size')}"
-
-
-def wd_arm(run: Run) -> str | None:
-    if run.summary.get("clip") is not None or run.cfg("data.seq_len") != 50:
-        return None
-    return f"wd={run.cfg('optimizer.weight_decay'):g}"
+T50 = {"data.seq_len": 50}
+rnn_arm = labels("T{data.seq_len} clip={clip}")  # flagship, vanishing, clip_length
+clip_arm = labels("clip={clip}", T50)  # clip_sweep and the flagship pair
+model_arm = labels("{choices.model}")
+chain_arm = labels("w={model.init_value} n={model.depth}")
+mlp_arm = labels("{model.activation} {model.init} d{model.depth}")
+activation_arm = labels("{model.activation} d{model.depth}")
+norm_arm = labels("{model.norm} res={model.residual}")
+norm_only_arm = labels("{model.norm}")
+batch_norm_arm = labels("{model.norm} b{data.batch_size}")
+lr_arm = labels("lr={optimizer.lr} clip={clip}", T50)
+optimizer_arm = labels("{choices.optimizer}")
+batch_arm = labels("b{data.batch_size}")
+wd_arm = labels("wd={optimizer.weight_decay}", {"clip": None, **T50})
+block_arm = labels("{model.norm_position} d{model.depth}")  # transformer_init_profile
+warmup_arm = labels("{model.norm_position} {choices.scheduler}")
+qk_arm = labels("qk={model.qk_norm} lr={optimizer.lr}")
+precision_arm = labels("{trainer.precision}")
 
 
 def early_arm(run: Run) -> str:
     return "early stopping" if run.cfg("callbacks.early_stopping") else "no early stopping"
-
-
-def block_arm(run: Run) -> str:
-    """Transformer runs by norm position and depth (transformer_init_profile)."""
-    return f"{run.cfg('model.norm_position')} d{run.cfg('model.depth')}"
-
-
-def warmup_arm(run: Run) -> str:
-    return f"{run.cfg('model.norm_position')} {run.summary.get('choices', {}).get('scheduler', '?')}"
-
-
-def qk_arm(run: Run) -> str:
-    return f"qk={str(run.cfg('model.qk_norm')).lower()} lr={run.cfg('optimizer.lr'):g}"
-
-
-def precision_arm(run: Run) -> str:
-    return str(run.cfg("trainer.precision"))
 
 
 LR_SWEEP = ("0.0001", "0.001", "0.01", "0.1", "1")  # conf/experiment/transformer_lr_sweep.yaml
