@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from src import wandb_run
 from src.callbacks import AttentionMonitor, GradScalerMonitor
 from src.callbacks.attention import attention_modules
+from src.callbacks.group import group_callbacks
 from src.data.datamodule import SyntheticDataModule
 from src.data.task import Task
 from src.models.module import GradLabModule
@@ -36,7 +37,8 @@ class Parts:
         module: the GradLabModule around the network.
         loggers: the configured loggers (W&B settings filled in).
         callbacks: the configured callbacks, then the ones every run needs.
-        trainer: the Lightning Trainer holding both.
+        trainer: the Lightning Trainer holding both (those Lightning does not look up by type in one
+            ``src.callbacks.group.CallbackGroup``).
         choices: Hydra's group choices (``model: rnn``, ...); empty when composed outside Hydra's main.
     """
 
@@ -136,5 +138,7 @@ def build(cfg: DictConfig) -> Parts:
     module = build_module(cfg, datamodule.task)
     loggers = build_loggers(cfg, choices)
     callbacks = build_callbacks(cfg, loggers, module)
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **cpu_fp16_precision(cfg.trainer))
+    # one dispatch per hook for the grouped callbacks; a profiler (debug=profiler) times each callback on its own
+    on_trainer = callbacks if cfg.trainer.get("profiler") else group_callbacks(callbacks)
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=on_trainer, **cpu_fp16_precision(cfg.trainer))
     return Parts(datamodule, module, loggers, callbacks, trainer, choices)

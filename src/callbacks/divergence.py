@@ -29,8 +29,10 @@ that step itself and lowers its scale, so the guard leaves it alone unless ``max
 overflows come in a row (the scale has then fallen by 2^max_consecutive_skips: the gradients are genuinely
 non-finite).
 
-Deciding needs the flags on the host: one device-to-host copy of four booleans per optimizer step
-(GradScaler pays the same for its inf check; measured by ``scripts/bench.py guard``). Under DDP the decision
+Deciding needs the values on the host: one device-to-host copy of two floats (the total norm and the loss)
+per optimizer step, after which the checks, the windows and their medians are host arithmetic of a few
+microseconds, cheaper than the device kernels they replace on a small network (GradScaler pays the same sync
+for its inf check; measured by ``scripts/bench.py guard``). Under DDP the decision
 is collective — every rank calls ``strategy.reduce_boolean_decision`` at the same hook on every step (one
 all-reduce; a second one only on steps with an event) — so a NaN on one rank skips or stops every rank at
 the same step instead of hanging the others.
@@ -40,6 +42,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections import deque
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -55,6 +59,13 @@ from src.callbacks.schedule import grad_scaler, loss_scale
 from src.grad_norms import GradStats, step_grad_norms
 
 log = logging.getLogger(__name__)
+
+
+def median(values: deque[float]) -> float:
+    """The lower median (``torch.median``'s), NaN for no values."""
+    return sorted(values)[(len(values) - 1) // 2] if values else math.nan
+
+
 Action = Literal["warn", "skip", "stop"]
 ACTIONS = ("warn", "skip", "stop")
 
@@ -126,10 +137,8 @@ class DivergenceGuard(Callback):
         self.dirpath = dirpath
         self.recorder = FlightRecorder(recorder_steps)
         self._loss: Tensor | None = None
-        self._norms: Tensor | None = None  # (window,) recent finite total norms, NaN = empty slot
-        self._losses: Tensor | None = None  # (window,) their losses
-        self._windows: Tensor | None = None  # (2, window): _norms and _losses are its rows (one median for both)
-        self._factors: Tensor | None = None  # (2,) spike_factor, loss_spike_factor on the windows' device
+        self._norms: deque[float] = deque(maxlen=window)  # the total norms of the last finite steps
+        self._losses: deque[float] = deque(maxlen=window)  # their losses
         self._seen = 0  # finite steps recorded into the windows
         self.events: list[dict[str, Any]] = []
         self.skipped_steps = 0
@@ -158,38 +167,37 @@ class DivergenceGuard(Callback):
             trainer.should_stop = True
             return
         stats = step_grad_norms(trainer, pl_module)
-        loss = self._step_loss(stats.total_norm)
-        self.recorder.record(stats.step, loss, stats)
-        flags = self._check(stats.total_norm, loss)
+        total, loss = self._step_values(stats.total_norm)
+        self.recorder.record(stats.step, loss, total, stats)
+        flags = self._check(total, loss)
         overflow = self._count_overflow(trainer, flags)
         event = self._decide(trainer, flags, overflow)
         if event is None:
             if not overflow:
-                self._remember(stats.total_norm, loss)
+                self._remember(total, loss)
             return
-        self._log_event(stats.step, event, self._spike_ratio(event, stats.total_norm, loss))
+        self._log_event(stats.step, event, self._spike_ratio(event, total, loss))
         self._act(trainer, optimizer, stats, event)
 
-    def _step_loss(self, total: Tensor) -> Tensor:
-        """The step's loss, summed over its micro-batches (NaN if no backward was seen), and start afresh."""
+    def _step_values(self, total: Tensor) -> tuple[float, float]:
+        """(total norm, loss) on the host, the step's one transfer; the loss summed over its micro-batches (NaN
+        if no backward was seen). The next step starts afresh."""
         loss = self._loss if self._loss is not None else torch.full_like(total, float("nan"))
         self._loss = None
-        if self._windows is None or self._windows.device != total.device:
-            self._init_windows(total.device)
-        return loss
+        norm_value, loss_value = torch.stack([total.float(), loss.float().reshape(())]).tolist()
+        return norm_value, loss_value
 
-    def _check(self, total: Tensor, loss: Tensor) -> Flags:
-        """The four checks on device, then the one host transfer per step: a skip/stop decision needs a bool."""
-        assert self._windows is not None and self._factors is not None
-        values = torch.stack([total.float(), loss.float()])  # (grad norm, loss)
-        nonfinite = ~torch.isfinite(values)
+    def _check(self, total: float, loss: float) -> Flags:
+        """The four checks, on the host floats of this step."""
+        nonfinite_grad, nonfinite_loss = not math.isfinite(total), not math.isfinite(loss)
         if self._seen < self.warmup_steps:
-            return Flags(*(bool(f) for f in nonfinite.tolist()), False, False)
-        reference = torch.nanmedian(self._windows, dim=1).values  # one median for both windows
+            return Flags(nonfinite_grad, nonfinite_loss, False, False)
         # a multiple of a median means something only above 0: a negative loss (e.g. a Gaussian NLL) or an
         # all-zero gradient history would otherwise make every step a spike
-        spikes = (values > self._factors * reference) & (reference > 0)
-        return Flags(*(bool(f) for f in torch.cat([nonfinite, spikes]).tolist()))
+        norm_median, loss_median = median(self._norms), median(self._losses)
+        grad_spike = norm_median > 0 and total > self.spike_factor * norm_median
+        loss_spike = loss_median > 0 and loss > self.loss_spike_factor * loss_median
+        return Flags(nonfinite_grad, nonfinite_loss, grad_spike, loss_spike)
 
     def _count_overflow(self, trainer: L.Trainer, flags: Flags) -> bool:
         """A GradScaler overflow (non-finite gradient, finite loss, 16-mixed): the scaler skips it itself."""
@@ -218,18 +226,17 @@ class DivergenceGuard(Callback):
         reason = "grad_spike" if flags.grad_spike else "loss_spike" if flags.loss_spike else "spike_other_rank"
         return Event("spike", reason, self.on_spike)
 
-    def _spike_ratio(self, event: Event, total: Tensor, loss: Tensor) -> float | None:
-        """How far above its recent median the spiking value was (host work on events only)."""
+    def _spike_ratio(self, event: Event, total: float, loss: float) -> float | None:
+        """How far above its recent median the spiking value was."""
         if event.reason not in ("grad_spike", "loss_spike"):
             return None
         value, history = (total, self._norms) if event.reason == "grad_spike" else (loss, self._losses)
-        return float(value / torch.nanmedian(history))
+        return value / median(history)
 
-    def _remember(self, total: Tensor, loss: Tensor) -> None:
+    def _remember(self, total: float, loss: float) -> None:
         """A step without an event goes into the spike windows."""
-        assert self._norms is not None and self._losses is not None
-        slot = self._seen % self.window
-        self._norms[slot], self._losses[slot] = total, loss
+        self._norms.append(total)
+        self._losses.append(loss)
         self._seen += 1
         self._consecutive_skips = 0
 
@@ -255,15 +262,6 @@ class DivergenceGuard(Callback):
             for p in group["params"]:
                 p.grad = None
         self.skipped_steps += 1
-
-    def _init_windows(self, device: torch.device) -> None:
-        self._windows = torch.full((2, self.window), float("nan"), device=device)
-        for row, current in enumerate((self._norms, self._losses)):
-            if current is not None:  # restored from a checkpoint (on the CPU) or a window of another size
-                kept = current.to(device)[-self.window :]
-                self._windows[row, : kept.numel()] = kept
-        self._norms, self._losses = self._windows[0], self._windows[1]
-        self._factors = torch.tensor([self.spike_factor, self.loss_spike_factor], device=device)
 
     def _log_event(self, step: int, event: Event, ratio: float | None) -> None:
         self.events.append(
@@ -322,10 +320,12 @@ class DivergenceGuard(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:  # the spike windows continue after a resume
-        return {"norms": self._norms, "losses": self._losses, "seen": self._seen, "skipped": self.skipped_steps}
+        norms, losses = list(self._norms), list(self._losses)
+        return {"norms": norms, "losses": losses, "seen": self._seen, "skipped": self.skipped_steps}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._norms, self._losses = state_dict["norms"], state_dict["losses"]
-        self._windows = None  # rebuilt from the two at the next step
+        for window, saved in ((self._norms, state_dict["norms"]), (self._losses, state_dict["losses"])):
+            window.clear()  # oldest first; a checkpoint of an older gradlab holds a (window,) tensor, NaN = empty
+            window.extend(v for v in torch.as_tensor(saved, dtype=torch.float64).tolist() if math.isfinite(v))
         self._seen, self.skipped_steps = int(state_dict["seen"]), int(state_dict["skipped"])

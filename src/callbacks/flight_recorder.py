@@ -1,13 +1,16 @@
-"""A flight recorder: the last N optimizer steps of loss, total and per-layer gradient norms, kept on device.
+"""A flight recorder: the last N optimizer steps of loss, total and per-layer gradient norms.
 
-Recording is a copy into a preallocated ring buffer (no host sync); the buffer reaches the host only when a
-run diverges, to explain it: the step, the first layer (network order) whose gradient went non-finite, the
-layer whose gradient norm grew most against its own recent median, and the norms leading up to it.
+Recording keeps the step's loss and total norm as the host floats the guard reads anyway, and a reference to
+its per-layer norm tensor, which stays on its device (no copy, no kernel, no host sync). The layers reach the
+host only when a run diverges, to explain it: the step, the first layer (network order) whose gradient went
+non-finite, the layer whose gradient norm grew most against its own recent median, and the norms leading up
+to it.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any
 
 import torch
@@ -26,32 +29,23 @@ class FlightRecorder:
     def __init__(self, steps: int = 100) -> None:
         self.capacity = steps
         self.names: list[str] = []
-        self._rows: Tensor | None = None  # (capacity, 3 + L): step, loss, total norm, layer norms
-        self._count = 0
+        # (step, loss, total norm, layer norms): the host floats the guard already read, the (L,) tensor as it is
+        self._rows: deque[tuple[int, float, float, Tensor]] = deque(maxlen=steps)
 
-    def record(self, step: int, loss: Tensor, stats: GradStats) -> None:
-        if self._rows is None or self._rows.shape[1] != 3 + len(stats.layer_names):
+    def record(self, step: int, loss: float, total: float, stats: GradStats) -> None:
+        """Keep one step: a reference to its per-layer norms (a fresh tensor each step), no copy and no kernel."""
+        if stats.layer_names != self.names:  # another model: its layers are not comparable with the rows kept
             self.names = list(stats.layer_names)
-            self._rows = torch.full((self.capacity, 3 + len(self.names)), float("nan"), device=stats.total_norm.device)
-            self._count = 0
-        row = self._rows[self._count % self.capacity]
-        row[0] = step
-        values = (
-            loss.reshape(1).to(row.dtype),
-            stats.total_norm.reshape(1).to(row.dtype),
-            stats.layer_norms.to(row.dtype),
-        )
-        torch.cat(values, out=row[1:])  # one copy into the row for loss, total and layer norms
-        self._count += 1
+            self._rows.clear()
+        self._rows.append((step, loss, total, stats.layer_norms))
 
     def history(self) -> list[list[float]]:
-        """Recorded rows in step order (host copy)."""
-        if self._rows is None:
+        """Recorded rows in step order, ``[step, loss, total, *layer norms]`` (one host copy of the layers)."""
+        if not self._rows:
             return []
-        n = min(self._count, self.capacity)
-        start = self._count % self.capacity if self._count > self.capacity else 0
-        order = [(start + i) % self.capacity for i in range(n)]
-        return self._rows[order].cpu().tolist()
+        layers = torch.stack([row[3].float() for row in self._rows]).cpu().tolist()
+        rows = zip(self._rows, layers, strict=True)
+        return [[float(step), loss, total, *norms] for (step, loss, total, _), norms in rows]
 
     def diagnose(self, step: int, reason: str) -> dict[str, Any]:
         """What the buffer says about the event at optimizer step ``step`` (host-side; run on divergence only)."""

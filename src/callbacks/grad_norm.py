@@ -13,7 +13,9 @@ configure_gradient_clipping -> optimizer update -> on_train_batch_end):
   zeroed in the next step's closure), and untouched gradients (version counters unchanged) are not read again.
   Accumulation micro-batches that did not step are ignored.
 
-Every per-step number stays on device (running max, clipped count); one host transfer per logging step.
+Between logging steps nothing is computed: each step's pre- and post-clip totals are kept as the tensors they
+are (on device), and a logging step reduces them (max, clipped count) and moves its metrics to the host in one
+transfer.
 """
 
 from __future__ import annotations
@@ -65,31 +67,37 @@ class GradNormMonitor(Monitor):
         # (max pre-clip norm, steps clipped) of the windows already logged, over the whole fit, on device
         self._run: tuple[Tensor, Tensor] | None = None
         self.run_steps = 0
-        self._max: Tensor | None = None  # the same two over the steps since the last log
-        self._clipped: Tensor | None = None  # None: no step clipped
-        self._steps_since_log = 0
+        # the steps since the last log, as the tensors they came with (no kernel until they are logged):
+        self._totals: list[Tensor] = []  # pre-clip total norm of each step
+        self._rewritten: list[tuple[Tensor, Tensor]] = []  # (pre, post) of each step whose gradients changed
 
-    def _window(self) -> tuple[Tensor, Tensor] | None:
-        """(max, clipped) of the logged windows and the current one together: no work on non-logging steps."""
-        if self._max is None:
-            return self._run
-        clipped = torch.zeros_like(self._max) if self._clipped is None else self._clipped
-        if self._run is None:
-            return self._max, clipped
-        return torch.fmax(self._run[0], self._max), self._run[1] + clipped
+    def _since_log(self) -> tuple[Tensor, Tensor] | None:
+        """(largest pre-clip total norm, steps clipped) over the steps since the last log, None before a step."""
+        if not self._totals:
+            return None
+        totals = torch.stack(self._totals)
+        largest = torch.where(totals.isnan(), -torch.inf, totals).amax()  # NaN-skipping: one NaN hides nothing
+        largest = torch.where(totals.isnan().all(), torch.nan, largest)
+        clipped = torch.zeros_like(largest)
+        if self._rewritten:
+            pre, post = torch.stack([torch.stack(pair) for pair in self._rewritten]).unbind(1)
+            clipped = (post < pre * (1 - CLIPPED_RTOL)).sum().to(largest.dtype)
+        return largest, clipped
 
-    def _reset(self) -> None:
-        self._run = self._window()
-        self._max, self._clipped, self._steps_since_log = None, None, 0
+    def _with_run(self, current: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor] | None:
+        """(max, clipped) of the windows already logged and ``current`` together."""
+        if current is None or self._run is None:
+            return current or self._run
+        return torch.fmax(self._run[0], current[0]), self._run[1] + current[1]
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pre, self._run, self.run_steps = None, None, 0
-        self._max, self._clipped, self._steps_since_log = None, None, 0
+        self._totals, self._rewritten = [], []
 
     def run_totals(self) -> dict[str, float]:
         """Largest pre-clip total norm and number of clipped steps over the whole fit (one host transfer)."""
-        totals = self._window()
+        totals = self._with_run(self._since_log())
         if totals is None:
             return {"max_grad_norm": float("nan"), "steps_clipped": 0, "optimizer_steps": 0}
         max_norm, clipped = torch.stack([t.float() for t in totals]).tolist()
@@ -126,24 +134,26 @@ class GradNormMonitor(Monitor):
         if pre is None:  # an accumulation micro-batch: no optimizer step was taken
             return
         post, rewritten, clip_metrics = self._postclip(pl_module, pre)
-        # fmax: one NaN step does not hide the others
-        self._max = pre.total_norm if self._max is None else torch.fmax(self._max, pre.total_norm)
-        if rewritten:  # else not clipped: nothing to add
-            clipped = (post < pre.total_norm * (1 - CLIPPED_RTOL)).float()
-            self._clipped = clipped if self._clipped is None else self._clipped + clipped
-        self._steps_since_log += 1
+        self._totals.append(pre.total_norm)
+        if rewritten:  # else not clipped: nothing to count
+            self._rewritten.append((pre.total_norm, post))
         self.run_steps += 1
         if not self.logs_at(trainer, pre.step):
             return
+        steps = len(self._totals)
+        since_log = self._since_log()
+        assert since_log is not None
+        largest, clipped = since_log
         metrics: dict[str, Tensor | float] = {
             "grad/norm_total_preclip": pre.total_norm,
             "grad/norm_total_postclip": post,
-            "grad/clipped_fraction": 0.0 if self._clipped is None else self._clipped / self._steps_since_log,
-            "grad/norm_max_since_log": self._max,
+            "grad/clipped_fraction": clipped / steps,
+            "grad/norm_max_since_log": largest,
             "grad/nonfinite_layers": (~torch.isfinite(pre.layer_norms)).sum(),
         }
         if self.per_layer:
             metrics.update(pre.as_dict("grad"))
         metrics.update(clip_metrics)
         self.emit(trainer, metrics, pre.step)
-        self._reset()
+        self._run = self._with_run(since_log)
+        self._totals, self._rewritten = [], []
