@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from src.bench._device import accelerator
 from src.bench._harness import StepTimer, Tables, UsageError, interleaved, run
 from src.build import can_record
+from src.callbacks.group import group_callbacks
 from src.clipping.apply import ClipReport, clip_gradients
 from src.config.compose import compose_run
 from src.grad_norms import fused_norms
@@ -247,7 +248,7 @@ def run_once(model: str, variant: str, args: argparse.Namespace, wandb_run: Any)
     callbacks: list[L.Callback] = [hook_clock, timer]
     module = regression(model)
     if variant == "default":
-        callbacks += [hook_clock.wrap(c) for c in default_monitors(module)]
+        callbacks += group_callbacks([hook_clock.wrap(c) for c in default_monitors(module)])  # as a run has them
     elif variant in ("norm_floor", "lightning_recipe"):
         callbacks.append(hook_clock.wrap(NormFloor() if variant == "norm_floor" else LightningRecipe()))
     hook_clock.wrap_clip(module)

@@ -1,7 +1,8 @@
 """Lightning callbacks for gradient telemetry and divergence handling, reusable in any Lightning project.
 
 The monitors share one logging schedule (schedule.py) and one computation of the step's gradient norms
-(src/grad_norms.py); callbacks hand totals to the run summary through ``RunTotals`` (run_totals.py).
+(src/grad_norms.py); callbacks hand totals to the run summary through ``RunTotals`` (run_totals.py). A run
+passes them to its Trainer in one ``CallbackGroup`` (group.py), which Lightning dispatches once per hook.
 """
 
 from src.callbacks.activations import ActivationMonitor
@@ -9,6 +10,7 @@ from src.callbacks.attention import AttentionMonitor
 from src.callbacks.checkpoint import FiniteModelCheckpoint
 from src.callbacks.divergence import DivergenceGuard
 from src.callbacks.grad_norm import GradNormMonitor
+from src.callbacks.group import CallbackGroup
 from src.callbacks.histograms import HistogramMonitor
 from src.callbacks.precision import GradScalerMonitor
 from src.callbacks.preemption import PreemptionSync
@@ -22,6 +24,7 @@ from src.callbacks.weights import WeightMonitor
 __all__ = [
     "ActivationMonitor",
     "AttentionMonitor",
+    "CallbackGroup",
     "DivergenceGuard",
     "FiniteModelCheckpoint",
     "GradNormMonitor",
