@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 import src.build
 from src.build import build
 from src.callbacks import DivergenceGuard, FiniteModelCheckpoint, GradNormMonitor, WeightMonitor
-from src.callbacks.group import CallbackGroup, group_callbacks
+from src.callbacks.group import CallbackGroup, callback_states, group_callbacks
 from src.train import train
 
 RUN = ["callbacks=default", "logger=csv", "model=rnn", "model.hidden_size=8", "trainer.max_steps=12"]
@@ -105,6 +105,8 @@ def test_member_state_round_trips_grouped_and_from_an_ungrouped_checkpoint():
     group = CallbackGroup([restored, Counting("a")])
     group.load_state_dict(state)
     assert list(restored._norms) == [2.0, 3.0, 4.0, 5.0] and restored._seen == 5
+    saved_checkpoint = {"callbacks": {group.state_key: state, "ModelCheckpoint{...}": {"best": 1.0}}}
+    assert callback_states(saved_checkpoint) == {**state, "ModelCheckpoint{...}": {"best": 1.0}}
 
     # a checkpoint written before grouping: the guard's state at the top level, as an older (window,) tensor
     old = DivergenceGuard(window=4)

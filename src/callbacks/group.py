@@ -106,6 +106,18 @@ class CallbackGroup(Callback):
                 callback.on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
+def callback_states(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Every callback's saved state in a loaded checkpoint by its ``state_key``, a group's members included
+    (a group saves theirs inside its own entry)."""
+    states: dict[str, Any] = {}
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if str(key).startswith(CallbackGroup.__qualname__) and isinstance(state, dict):
+            states.update(state)
+        else:
+            states[str(key)] = state
+    return states
+
+
 def group_callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
     """``callbacks`` with every groupable one in one CallbackGroup, at the place of the first of them; a list
     with fewer than two groupable callbacks is returned as it is."""

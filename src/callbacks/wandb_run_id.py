@@ -1,8 +1,9 @@
 """WandbRunId: stores the W&B run id in every checkpoint, so a resume can continue the same W&B run.
 
-Lightning saves a callback's ``state_dict()`` under ``checkpoint["callbacks"][state_key]``; ``stored_id`` reads
-it back from a loaded checkpoint before any Trainer exists (the logger needs the id at construction). Ranks
-other than 0 hold no W&B run (Lightning's dummy experiment); only rank 0's state reaches the file.
+Lightning saves a callback's ``state_dict()`` under ``checkpoint["callbacks"][state_key]`` (a grouped one inside
+its group's entry, src/callbacks/group.py); ``stored_id`` reads it back from a loaded checkpoint before any
+Trainer exists (the logger needs the id at construction). Ranks other than 0 hold no W&B run (Lightning's dummy
+experiment); only rank 0's state reaches the file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from typing_extensions import override
+
+from src.callbacks.group import callback_states
 
 
 class WandbRunId(L.Callback):
@@ -40,7 +43,5 @@ class WandbRunId(L.Callback):
     @classmethod
     def stored_id(cls, checkpoint: dict[str, Any]) -> str | None:
         """The run id a checkpoint dictionary holds (None if it was saved without this callback or without W&B)."""
-        for key, state in (checkpoint.get("callbacks") or {}).items():
-            if str(key) == cls.__qualname__ and isinstance(state, dict):
-                return state.get(cls.KEY)
-        return None
+        state = callback_states(checkpoint).get(cls.__qualname__)
+        return state.get(cls.KEY) if isinstance(state, dict) else None
