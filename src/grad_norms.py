@@ -20,6 +20,7 @@ import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor, nn
@@ -169,13 +170,31 @@ def layer_norms(module: nn.Module, tensors: Sequence[Tensor]) -> tuple[Tensor, T
 
 @dataclass
 class GradStats:
-    """Pre-clip gradient norms of one optimizer step (all tensors fp32, on the gradients' device)."""
+    """Pre-clip gradient norms of one optimizer step (all tensors fp32, on the gradients' device).
+
+    The per-layer and per-matrix norms are summed from the per-parameter ones when first read (a logging
+    step, a rule that clips by layer, a divergence's diagnosis), so a step nobody reads them on costs only
+    the fused norm and the total.
+    """
 
     step: int
     index: LayerIndex
-    layer_norms: Tensor  # (L,) 2-norm of each layer's gradient; 0 for layers without a gradient
-    recurrent_norms: Tensor  # (R,) 2-norm of each recurrent weight matrix's gradient (with its bias)
+    param_norms: Tensor  # (P,) 2-norm of each parameter's gradient (index.params order); 0 without a gradient
     total_norm: Tensor  # () 2-norm over every gradient: what norm clipping compares to its threshold
+
+    @cached_property
+    def _grouped(self) -> tuple[Tensor, Tensor]:
+        return self.index.group(self.param_norms)
+
+    @property
+    def layer_norms(self) -> Tensor:
+        """(L,) 2-norm of each layer's gradient; 0 for layers without a gradient."""
+        return self._grouped[0]
+
+    @property
+    def recurrent_norms(self) -> Tensor:
+        """(R,) 2-norm of each recurrent weight matrix's gradient (with its bias)."""
+        return self._grouped[1]
 
     @property
     def layer_names(self) -> list[str]:
@@ -204,16 +223,15 @@ def grad_norms(module: nn.Module, step: int = -1) -> GradStats:
     grads = [p.grad for p in index.params]
     present = [g for g in grads if g is not None]
     if not present:
-        zero = torch.zeros(len(index.names))
-        return GradStats(step, index, zero, torch.zeros(len(index.recurrent_names)), zero.sum())
+        zero = torch.zeros(len(grads))
+        return GradStats(step, index, zero, zero.sum())
     norms = fused_norms(present)  # (P,) one fused launch
     total = torch.linalg.vector_norm(norms)  # as torch.nn.utils.get_total_norm
     if len(present) < len(grads):  # parameters without a gradient count as 0 in their layer
         full = torch.zeros(len(grads), dtype=norms.dtype, device=norms.device)
         full[[i for i, g in enumerate(grads) if g is not None]] = norms
         norms = full
-    per_layer, per_matrix = index.group(norms)
-    return GradStats(step, index, per_layer, per_matrix, total)
+    return GradStats(step, index, norms, total)
 
 
 Versions = tuple[tuple[int, int], ...]

@@ -105,6 +105,10 @@ def test_member_state_round_trips_grouped_and_from_an_ungrouped_checkpoint():
     group = CallbackGroup([restored, Counting("a")])
     group.load_state_dict(state)
     assert list(restored._norms) == [2.0, 3.0, 4.0, 5.0] and restored._seen == 5
+    fewer = DivergenceGuard(window=4)  # a resume with another set of members still restores the ones it has
+    CallbackGroup([fewer, Counting("other")]).load_state_dict(state)
+    assert list(fewer._losses) == [4.0, 6.0, 8.0, 10.0]
+    assert group.state_key == CallbackGroup([Counting("c"), Counting("d")]).state_key == "CallbackGroup"
     saved_checkpoint = {"callbacks": {group.state_key: state, "ModelCheckpoint{...}": {"best": 1.0}}}
     assert callback_states(saved_checkpoint) == {**state, "ModelCheckpoint{...}": {"best": 1.0}}
 

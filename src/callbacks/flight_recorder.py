@@ -1,10 +1,10 @@
 """A flight recorder: the last N optimizer steps of loss, total and per-layer gradient norms.
 
 Recording keeps the step's loss and total norm as the host floats the guard reads anyway, and a reference to
-its per-layer norm tensor, which stays on its device (no copy, no kernel, no host sync). The layers reach the
-host only when a run diverges, to explain it: the step, the first layer (network order) whose gradient went
-non-finite, the layer whose gradient norm grew most against its own recent median, and the norms leading up
-to it.
+its norms, which stay on their device (no copy, no kernel, no host sync; the per-layer sums are taken when
+read). The layers reach the host only when a run diverges, to explain it: the step, the first layer (network
+order) whose gradient went non-finite, the layer whose gradient norm grew most against its own recent median,
+and the norms leading up to it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections import deque
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from src.grad_norms import GradStats
 
@@ -29,21 +28,21 @@ class FlightRecorder:
     def __init__(self, steps: int = 100) -> None:
         self.capacity = steps
         self.names: list[str] = []
-        # (step, loss, total norm, layer norms): the host floats the guard already read, the (L,) tensor as it is
-        self._rows: deque[tuple[int, float, float, Tensor]] = deque(maxlen=steps)
+        # (step, loss, total norm, the step's norms): the host floats the guard already read, the GradStats as it is
+        self._rows: deque[tuple[int, float, float, GradStats]] = deque(maxlen=steps)
 
     def record(self, step: int, loss: float, total: float, stats: GradStats) -> None:
-        """Keep one step: a reference to its per-layer norms (a fresh tensor each step), no copy and no kernel."""
+        """Keep one step: a reference to its norms (fresh tensors each step), no copy and no kernel."""
         if stats.layer_names != self.names:  # another model: its layers are not comparable with the rows kept
             self.names = list(stats.layer_names)
             self._rows.clear()
-        self._rows.append((step, loss, total, stats.layer_norms))
+        self._rows.append((step, loss, total, stats))
 
     def history(self) -> list[list[float]]:
         """Recorded rows in step order, ``[step, loss, total, *layer norms]`` (one host copy of the layers)."""
         if not self._rows:
             return []
-        layers = torch.stack([row[3].float() for row in self._rows]).cpu().tolist()
+        layers = torch.stack([row[3].layer_norms.float() for row in self._rows]).cpu().tolist()
         rows = zip(self._rows, layers, strict=True)
         return [[float(step), loss, total, *norms] for (step, loss, total, _), norms in rows]
 

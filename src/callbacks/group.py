@@ -7,10 +7,10 @@ network is a larger share of the step than the callbacks' own work (``scripts/be
 benchmarks.md). A group answers each hook with its members that override it, in their order, by a plain
 method call; a hook no member overrides stays Callback's no-op.
 
-Checkpoints: the group's state is its members' states under their own ``state_key``; a checkpoint written
-before the members were grouped (their states at the top level of ``checkpoint["callbacks"]``) restores
-them too. Callbacks that Lightning finds by type (checkpointing, early stopping, the progress bar, model
-summaries, the timer) cannot be grouped: ``groupable`` says which can.
+Checkpoints: the group's state is its members' states under their own ``state_key`` (one group per Trainer);
+a checkpoint written before the members were grouped (their states at the top level of
+``checkpoint["callbacks"]``) restores them too. Callbacks that Lightning finds by type (checkpointing, early
+stopping, the progress bar, model summaries, the timer) cannot be grouped: ``groupable`` says which can.
 """
 
 from __future__ import annotations
@@ -68,7 +68,6 @@ class CallbackGroup(Callback):
         if len(set(keys)) < len(keys):
             raise ValueError(f"two grouped callbacks share a state_key: {keys}")
         self.callbacks = list(callbacks)
-        self._state_key = self._generate_state_key(members=keys)  # read on every dispatch: built once
         for hook in HOOKS:  # bound per instance: a hook with one member is that member's method itself
             members = [getattr(c, hook) for c in self.callbacks if _overrides(c, hook)]
             if members:
@@ -77,7 +76,8 @@ class CallbackGroup(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._state_key
+        """One key whatever the members: a resume with more or fewer of them restores those it has."""
+        return type(self).__qualname__
 
     @override
     def state_dict(self) -> dict[str, Any]:
