@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 from collections import deque
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 
 def median(values: deque[float]) -> float:
     """The lower median (``torch.median``'s), NaN for no values."""
-    return sorted(values)[(len(values) - 1) // 2] if values else math.nan
+    return statistics.median_low(values) if values else math.nan
 
 
 Action = Literal["warn", "skip", "stop"]

@@ -25,7 +25,7 @@ from typing_extensions import override
 
 # what the Trainer looks up in trainer.callbacks by type (trainer.checkpoint_callback, progress_bar_callback, ...)
 FOUND_BY_TYPE = (Checkpoint, EarlyStopping, ProgressBar, ModelSummary, Timer)
-# every hook but on_load_checkpoint, which the group itself implements (restore_ungrouped)
+# every hook but on_load_checkpoint, which the group itself implements (it also restores ungrouped states)
 HOOKS = tuple(
     name
     for name in vars(Callback)
@@ -89,18 +89,11 @@ class CallbackGroup(Callback):
             if callback.state_key in state_dict:
                 callback.load_state_dict(state_dict[callback.state_key])
 
-    def restore_ungrouped(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        """Members whose state sits at the top level of the checkpoint (saved before they were grouped)."""
-        states = checkpoint.get("callbacks") or {}
-        if self.state_key in states:
-            return
-        for callback in self.callbacks:
-            if callback.state_key in states:
-                callback.load_state_dict(copy.deepcopy(states[callback.state_key]))
-
     @override
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        self.restore_ungrouped(trainer, pl_module, checkpoint)
+        states = checkpoint.get("callbacks") or {}
+        if self.state_key not in states:  # saved before the members were grouped: their states at the top level
+            self.load_state_dict(copy.deepcopy(states))
         for callback in self.callbacks:
             if _overrides(callback, "on_load_checkpoint"):
                 callback.on_load_checkpoint(trainer, pl_module, checkpoint)
@@ -111,7 +104,7 @@ def callback_states(checkpoint: dict[str, Any]) -> dict[str, Any]:
     (a group saves theirs inside its own entry)."""
     states: dict[str, Any] = {}
     for key, state in (checkpoint.get("callbacks") or {}).items():
-        if str(key).startswith(CallbackGroup.__qualname__) and isinstance(state, dict):
+        if str(key) == CallbackGroup.__qualname__ and isinstance(state, dict):
             states.update(state)
         else:
             states[str(key)] = state
