@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, RichModelSummary
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.precision import MixedPrecision
 from omegaconf import DictConfig
@@ -138,7 +138,13 @@ def build(cfg: DictConfig) -> Parts:
     module = build_module(cfg, datamodule.task)
     loggers = build_loggers(cfg, choices)
     callbacks = build_callbacks(cfg, loggers, module)
-    # one dispatch per hook for the grouped callbacks; a profiler (debug=profiler) times each callback on its own
-    on_trainer = callbacks if cfg.trainer.get("profiler") else group_callbacks(callbacks)
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=on_trainer, **cpu_fp16_precision(cfg.trainer))
+    trainer_args = cpu_fp16_precision(cfg.trainer)
+    on_trainer = callbacks
+    if not cfg.trainer.get("profiler"):  # a profiler (debug=profiler) times each callback on its own
+        # one dispatch per hook for the grouped callbacks, Lightning's model summary among them: the Trainer
+        # would add its own beside them, dispatched on every step though it acts once, at fit start
+        summary = [RichModelSummary()] if cfg.trainer.get("enable_model_summary", True) else []
+        on_trainer = group_callbacks([*callbacks, *summary])
+        trainer_args["enable_model_summary"] = False
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=on_trainer, **trainer_args)
     return Parts(datamodule, module, loggers, callbacks, trainer, choices)

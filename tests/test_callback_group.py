@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar
 
 import src.build
 from src.build import build
@@ -18,7 +18,7 @@ from src.callbacks.group import CallbackGroup, callback_states, group_callbacks
 from src.train import train
 
 RUN = ["callbacks=default", "logger=csv", "model=rnn", "model.hidden_size=8", "trainer.max_steps=12"]
-RUN += ["trainer.enable_progress_bar=true", "test=false"]
+RUN += ["trainer.enable_progress_bar=true", "trainer.enable_model_summary=true", "test=false"]
 
 
 class Counting(Callback):
@@ -65,6 +65,20 @@ def test_a_run_groups_its_callbacks_and_logs_the_same_numbers(make_cfg, monkeypa
     assert [int(r["step"]) for r in grouped_rows] == [0, 4, 9, 12]  # log_every_n_steps=5, then validation after the fit
     same = ("max_grad_norm", "steps_clipped", "skipped_steps", "guard_event_count", "status", "best_val_loss")
     assert {k: grouped[k] for k in same} == {k: plain[k] for k in same}
+
+
+def summaries(trainer: Any) -> tuple[int, ...]:
+    """Model-summary callbacks (on the Trainer's own list, inside its group)."""
+    grouped = [m for c in trainer.callbacks if isinstance(c, CallbackGroup) for m in c.callbacks]
+    return tuple(sum(isinstance(c, ModelSummary) for c in where) for where in (trainer.callbacks, grouped))
+
+
+def test_the_model_summary_is_a_member_of_the_group_and_prints_once(make_cfg, capfd):
+    assert summaries(build(make_cfg(*RUN)).trainer) == (0, 1)  # not dispatched on every step on its own
+    train(make_cfg(*RUN))
+    assert capfd.readouterr().out.count("Total params") == 1
+    assert summaries(build(make_cfg(*RUN, "trainer.enable_model_summary=false")).trainer) == (0, 0)
+    assert summaries(build(make_cfg(*RUN, "debug=profiler")).trainer) == (1, 0)  # Lightning's own
 
 
 def test_each_hook_reaches_the_members_that_override_it():

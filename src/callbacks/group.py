@@ -10,7 +10,9 @@ method call; a hook no member overrides stays Callback's no-op.
 Checkpoints: the group's state is its members' states under their own ``state_key`` (one group per Trainer);
 a checkpoint written before the members were grouped (their states at the top level of
 ``checkpoint["callbacks"]``) restores them too. Callbacks that Lightning finds by type (checkpointing, early
-stopping, the progress bar, model summaries, the timer) cannot be grouped: ``groupable`` says which can.
+stopping, the progress bar, the timer) cannot be grouped: ``groupable`` says which can. A model summary can: the
+Trainer looks for one only to decide whether to add its own, so a group holding one needs the Trainer's
+``enable_model_summary=False`` (``src/build.py`` does that), or the summary is printed twice.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, ModelSummary, ProgressBar, Timer
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar, Timer
 from typing_extensions import override
 
 # what the Trainer looks up in trainer.callbacks by type (trainer.checkpoint_callback, progress_bar_callback, ...)
-FOUND_BY_TYPE = (Checkpoint, EarlyStopping, ProgressBar, ModelSummary, Timer)
+FOUND_BY_TYPE = (Checkpoint, EarlyStopping, ProgressBar, Timer)
 # every hook but on_load_checkpoint, which the group itself implements (it also restores ungrouped states)
 HOOKS = tuple(
     name
