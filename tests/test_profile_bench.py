@@ -24,6 +24,9 @@ STEP = "training_step (src/models/module.py:128)"
           "step_grad_norms (src/grad_norms.py:245)", "norm (torch/functional.py:1)"], "gradlab callbacks"),
         (["emit (src/callbacks/schedule.py:74)", "log_metrics (lightning/pytorch/loggers/wandb.py:5)"], "loggers"),
         (["on_train_batch_end (lightning/pytorch/callbacks/progress/rich_progress.py:1)"], "progress bar"),
+        (["on_train_batch_end (src/callbacks/progress_bar.py:40)", "on_train_batch_end (lightning/pytorch/"
+          "callbacks/progress/rich_progress.py:1)"], "progress bar"),
+        (["on_train_batch_end (src/callbacks/progress_bar.py:40)"], "progress bar"),  # gradlab's bar, not a monitor
         (["_run_backward (torch/autograd/graph.py:824)"], "math"),
         (["on_after_batch_transfer (src/data/datamodule.py:127)", "sample (src/data/adding.py:30)"], "data"),
         (["run (lightning/pytorch/loops/fit_loop.py:1)", "<built-in> (<frozen importlib._bootstrap>:1)"], "lightning"),

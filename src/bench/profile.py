@@ -13,7 +13,7 @@ the innermost frame of a known owner, read from the leaf up:
 - ``gradlab callbacks``: src/callbacks/ (the pre-clip norms of src/grad_norms.py count for their first caller,
   GradNormMonitor, whose cached result the guard and the clip reuse);
 - ``loggers``: wandb, Lightning's logger classes, src/loggers.py;
-- ``progress bar``: rich and Lightning's progress-bar callbacks;
+- ``progress bar``: rich, Lightning's progress-bar callbacks and src/callbacks/progress_bar.py;
 - ``lightning``: the rest of the loop (hook dispatch, result collection, closures, batch transfer).
 
 Torch's own Python frames (``nn.Module.__call__``, ...) and src/grad_norms.py, src/clipping/ belong to whoever
@@ -42,6 +42,7 @@ CATEGORIES = ("math", "data", "lightning", "gradlab callbacks", "loggers", "prog
 OWNERS: tuple[tuple[str, str], ...] = (
     ("rich/", "progress bar"),
     ("lightning/pytorch/callbacks/progress/", "progress bar"),
+    ("src/callbacks/progress_bar.py", "progress bar"),
     ("wandb/", "loggers"),
     ("lightning/pytorch/loggers/", "loggers"),
     ("lightning/fabric/loggers/", "loggers"),

@@ -14,6 +14,7 @@ from src.callbacks.group import CallbackGroup
 from src.callbacks.histograms import HistogramMonitor
 from src.callbacks.precision import GradScalerMonitor
 from src.callbacks.preemption import PreemptionSync
+from src.callbacks.progress_bar import PacedRichProgressBar
 from src.callbacks.run_totals import RunTotals, collect_run_totals
 from src.callbacks.schedule import Monitor
 from src.callbacks.through_time import ThroughTimeMonitor
@@ -31,6 +32,7 @@ __all__ = [
     "GradScalerMonitor",
     "HistogramMonitor",
     "Monitor",
+    "PacedRichProgressBar",
     "PreemptionSync",
     "RunTotals",
     "ThroughTimeMonitor",
