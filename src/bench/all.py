@@ -31,9 +31,9 @@ from src.environment import cpu_name
 
 REPO = CONF_DIR.parent
 SHORT_ARGS = {
-    "loop": ["--sections", "efficiency", "optimizer", "--repeats", "3", "--steps", "300"],
-    "telemetry": ["--variants", "none", "norm_floor", "default", "--repeats", "3", "--steps", "250"],
-    "guard": ["--repeats", "3", "--steps", "150"],
+    "loop": ["--sections", "efficiency", "optimizer", "--repeats", "3", "--steps", "200"],
+    "telemetry": ["--variants", "none", "norm_floor", "default", "--repeats", "3", "--steps", "200"],
+    "guard": ["--repeats", "3", "--steps", "60"],  # whole runs scatter more than the guard costs: timed directly too
     "profile": ["--steps", "600"],
 }
 
