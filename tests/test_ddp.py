@@ -34,6 +34,7 @@ def test_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
     assert ddp_summary["hardware"]["world_size"] == 2 and ddp_summary["hardware"]["strategy"] == "DDPStrategy"
 
 
+@pytest.mark.slow  # make test-all; the fast suite keeps CI near 10 minutes
 @pytest.mark.timeout(600)
 def test_stateful_clipping_rule_is_identical_under_ddp(tmp_path):
     # ZClip's EMA state is computed from all-reduced gradients: 2 ranks keep the state one process keeps
@@ -50,6 +51,7 @@ def test_stateful_clipping_rule_is_identical_under_ddp(tmp_path):
     assert int(ckpt["clipper.count"]) == 6
 
 
+@pytest.mark.slow  # make test-all; the fast suite keeps CI near 10 minutes
 @pytest.mark.timeout(600)
 def test_multirun_with_ddp_runs_each_job_once(tmp_path):
     # the sweep varies the network's shape: a rank given other overrides than its job's fails (or hangs in) DDP's

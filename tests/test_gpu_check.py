@@ -50,6 +50,7 @@ def test_verdicts_against_the_published_statements():
     assert paper.verdict(lstm, beats=False, steps=300, status="diverged") == "differs (diverged)"
 
 
+@pytest.mark.slow  # make test-all; the fast suite keeps CI near 10 minutes
 def test_dry_run_reports_every_gpu_check_as_skipped(tmp_path: Path):
     out = tmp_path / "out"
     cmd = [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--dry-run", "--only", "tests"]

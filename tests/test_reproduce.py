@@ -39,6 +39,7 @@ def test_experiment_config_composes_and_validates(name: str) -> None:
     check(["-m", f"experiment={name}"])
 
 
+@pytest.mark.slow  # make test-all; the fast suite keeps CI near 10 minutes
 def test_quick_scale_overrides_validate() -> None:
     # one job per experiment: every job of every sweep is validated above, and the quick overrides are the same
     # for each job of an experiment (composing all ~250 jobs again took over a minute)

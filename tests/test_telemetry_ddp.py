@@ -22,6 +22,7 @@ def run(out: Path, mode: str) -> dict[str, dict[str, float]]:
     return json.loads((out / "logged.json").read_text())
 
 
+@pytest.mark.slow  # make test-all; the fast suite keeps CI near 10 minutes
 def test_ddp_norms_equal_the_single_process_run_on_the_same_global_batch(tmp_path: Path):
     ddp = run(tmp_path / "ddp", "ddp")
     single = run(tmp_path / "single", "single")

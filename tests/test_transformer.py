@@ -413,6 +413,7 @@ def test_init_profile_post_ln_leans_towards_the_output_and_pre_ln_towards_the_in
 # the command line
 
 
+@pytest.mark.slow  # make test-all; the fast suite keeps CI near 10 minutes
 def test_cli_trains_a_transformer(tmp_path):
     args = [
         "model=transformer",
