@@ -38,3 +38,18 @@ def test_run_totals_is_the_one_way_into_the_summary():
     assert [cls.__name__ for cls in CALLBACKS if issubclass(cls, RunTotals)] == ["DivergenceGuard", "GradNormMonitor"]
     totals = collect_run_totals([GradNormMonitor(), DivergenceGuard(), L.Callback()])
     assert totals["optimizer_steps"] == 0 and totals["skipped_steps"] == 0 and "status" not in totals
+
+
+def test_checkpoint_state_key_is_lightnings_and_follows_its_settings():
+    """FiniteModelCheckpoint keeps its key between hooks (Lightning reads it for each one): the key checkpoints
+    are saved under stays ModelCheckpoint's, and a changed setting gives the key of the new setting."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def lightnings(checkpoint):  # ModelCheckpoint's own property, built afresh
+        return ModelCheckpoint.state_key.fget(checkpoint)
+
+    ours = FiniteModelCheckpoint(monitor="val/loss", mode="min", every_n_train_steps=50)
+    first = ours.state_key
+    assert first == ours.state_key == lightnings(ours) and first.startswith("FiniteModelCheckpoint{'monitor': 'val/l")
+    ours.monitor = "val/acc"
+    assert ours.state_key == lightnings(ours) != first and "val/acc" in ours.state_key

@@ -71,22 +71,35 @@ def test_max_and_fraction_since_last_log(make_cfg):
 
 
 def test_weight_norms_and_update_ratios(make_cfg):
+    """Every step of three, each against its own snapshots: the copy kept between logging steps (on the CPU)
+    holds the step's weights, never an earlier step's; its memory is reused, and released when the fit ends."""
+
     class Snapshot(L.Callback):
+        def __init__(self):
+            self.before, self.after, self.kept = {}, {}, []
+
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-            self.before = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
+            self.before[trainer.global_step] = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.after = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
+            self.after[trainer.global_step - 1] = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
+            self.kept.append([t.data_ptr() for t in monitor._kept])
 
+    monitor = WeightMonitor(every_n_steps=1)
     snap = Snapshot()
-    logger, _, module = fit(make_cfg, ["model=mlp", "trainer.max_steps=1"], [snap, WeightMonitor(every_n_steps=1)])
-    logged = logger.steps[0]
-    for i in range(len(module.network.blocks)):
-        prefix = f"network.blocks.{i}.linear"
-        w = torch.cat([snap.after[f"{prefix}.weight"].flatten(), snap.after[f"{prefix}.bias"].flatten()])
-        w0 = torch.cat([snap.before[f"{prefix}.weight"].flatten(), snap.before[f"{prefix}.bias"].flatten()])
-        assert logged[f"weight/layer/{prefix}"] == pytest.approx(w0.norm().item(), rel=1e-5)  # W_s, before
-        assert logged[f"update_ratio/layer/{prefix}"] == pytest.approx(((w - w0).norm() / w0.norm()).item(), rel=1e-4)
+    logger, _, module = fit(make_cfg, ["model=mlp", "trainer.max_steps=3"], [snap, monitor])
+    assert sorted(logger.series("weight/layer/network.blocks.0.linear")) == [0, 1, 2]
+    for step, logged in logger.steps.items():
+        before, after = snap.before[step], snap.after[step]
+        for i in range(len(module.network.blocks)):
+            prefix = f"network.blocks.{i}.linear"
+            w = torch.cat([after[f"{prefix}.weight"].flatten(), after[f"{prefix}.bias"].flatten()])
+            w0 = torch.cat([before[f"{prefix}.weight"].flatten(), before[f"{prefix}.bias"].flatten()])
+            assert logged[f"weight/layer/{prefix}"] == pytest.approx(w0.norm().item(), rel=1e-5)  # W_s, before
+            ratio = ((w - w0).norm() / w0.norm()).item()
+            assert logged[f"update_ratio/layer/{prefix}"] == pytest.approx(ratio, rel=1e-4)
+    assert len(snap.kept[0]) == len(list(module.parameters())) and snap.kept[0] == snap.kept[1] == snap.kept[2]
+    assert monitor._kept == []
 
 
 def csv_metrics(run_dir: str) -> dict[int, dict[str, float]]:

@@ -43,6 +43,17 @@ class FiniteModelCheckpoint(ModelCheckpoint):
     ``save_top_k``, ``save_last``), unchanged.
     """
 
+    @property
+    @override
+    def state_key(self) -> str:
+        """Lightning's key, built (a repr of the settings) once per setting: Lightning reads it for every hook of
+        every callback it dispatches, several times a step."""
+        settings = (self.monitor, self.mode, self._every_n_train_steps, self._every_n_epochs, self._train_time_interval)
+        cached: tuple[tuple[object, ...], str] | None = getattr(self, "_state_key", None)
+        if cached is None or cached[0] != settings:
+            cached = self._state_key = (settings, super().state_key)
+        return cached[1]
+
     @staticmethod
     def _finite(trainer: L.Trainer, filepath: str) -> bool:
         weights = list(trainer.lightning_module.parameters())
