@@ -31,6 +31,7 @@ def test_loop_bench_smoke_tiny(tmp_path: Path) -> None:
     for row in rows.values():  # each ratio is the same run's rate over the baseline's (one repeat: no median)
         assert row["vs_bare"] == pytest.approx(row["steps_per_s"] / rows["bare"]["steps_per_s"])
         assert row["vs_empty"] == pytest.approx(row["steps_per_s"] / rows["empty_lightning"]["steps_per_s"])
+        assert row["vs_bare_min"] == row["vs_bare"] == row["vs_bare_max"]  # the range of one repeat
         assert row["peak_mib"] > 50  # the CPU's peak RSS of the whole process: torch alone is more
 
 
@@ -88,6 +89,33 @@ def test_targets_read_this_runs_tables_and_say_which_hold() -> None:
     }
     assert rows["default run / bare loop, tiny size"]["measured"] == 0.59
     assert bench_all.targets({}) == []  # neither module ran: no targets section
+
+
+def test_a_target_holds_when_every_repeat_meets_it_and_says_when_lightning_alone_misses_it() -> None:
+    loop_rows = [
+        {"size": "default", "variant": "gradlab", "vs_bare": 0.92, "vs_bare_min": 0.91, "vs_bare_max": 0.95,
+         "vs_empty": 0.975, "vs_empty_min": 0.95, "vs_empty_max": 0.99},
+        {"size": "default", "variant": "empty_lightning", "vs_bare": 0.95, "vs_bare_min": 0.93, "vs_bare_max": 0.97},
+        {"size": "tiny", "variant": "gradlab", "vs_bare": 0.40, "vs_bare_min": 0.38, "vs_bare_max": 0.45},
+        {"size": "tiny", "variant": "empty_lightning", "vs_bare": 0.58, "vs_bare_min": 0.55, "vs_bare_max": 0.59},
+    ]  # fmt: skip
+    profile = {"per_step": [{"part": "math", "share": 0.9}, {"part": "gradlab callbacks", "share": 0.03},
+                            {"part": "loggers", "share": 0.004}, {"part": "progress bar", "share": 0.001}]}  # fmt: skip
+    rows = {r["target"]: r for r in bench_all.targets({"loop": {"efficiency": loop_rows}, "profile": profile})}
+    default, default_empty = (
+        rows["default run / bare loop, default size"],
+        rows["default run / empty Lightning loop, default size"],
+    )
+    assert default["holds"] == "yes" and (default["min"], default["max"]) == (0.91, 0.95) and default["why"] is None
+    assert default_empty["holds"] == "yes by the median; repeats on both sides"  # 0.95 < 0.97 <= 0.975
+    tiny = rows["default run / bare loop, tiny size"]
+    assert tiny["holds"] == "no" and tiny["why"] == "below Lightning's floor: its empty loop reads at most 0.590x bare"
+    own = rows["(profile, default size: gradlab's own share of a step (callbacks, loggers, progress bar))"]
+    assert own["measured"] == pytest.approx(0.035) and own["holds"] is None
+    assert bench_all.verdict({"x": 0.02, "x_min": 0.01, "x_max": 0.04}, "x", 0.03, at_least=False) == (
+        "yes by the median; repeats on both sides"
+    )
+    assert bench_all.verdict({"x": 0.04, "x_min": 0.035, "x_max": 0.05}, "x", 0.03, at_least=False) == "no"
 
 
 def test_bench_all_smoke_writes_the_doc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -96,6 +97,12 @@ def interleaved(
                 results[(group, variant)].append(result)
                 print(f"repeat {repeat} {group} {variant}: {show(result)}", flush=True)
     return results
+
+
+def spread(name: str, values: Iterable[float]) -> dict[str, float]:
+    """``{name: median, name_min: ..., name_max: ...}`` of per-repeat values: a ratio with its scatter."""
+    values = list(values)
+    return {name: statistics.median(values), f"{name}_min": min(values), f"{name}_max": max(values)}
 
 
 def markdown(tables: Tables) -> str:

@@ -9,8 +9,9 @@
   optimizer and clip in a minimal LightningModule, no callbacks, no logger, no progress bar: Lightning's own
   floor), ``gradlab_bare`` (``train(cfg)`` with callbacks=none logger=none) and ``gradlab`` (``train(cfg)``
   with the default config: every default monitor, the guard, checkpointing, the progress bar, W&B offline +
-  CSV). ``vs_bare`` and ``vs_empty`` are medians of per-repeat ratios; ``peak_mib`` is the largest peak memory
-  of the variant's timed windows (src/bench/_device.py: the process's RSS on the CPU, tensors on CUDA).
+  CSV). ``vs_bare`` and ``vs_empty`` are medians of per-repeat ratios (``_min``/``_max``: their range);
+  ``peak_mib`` is the largest peak memory of the variant's timed windows (src/bench/_device.py: the process's
+  RSS on the CPU, tensors on CUDA).
 - ``optimizer``: the default size's ``bare`` and ``gradlab`` loops with torch's for-loop, ``foreach`` and
   ``fused`` SGD (``+optimizer.foreach=...``, ``+optimizer.fused=...``), each against the bare loop of the
   same implementation.
@@ -37,7 +38,7 @@ import torch
 from hydra.utils import instantiate
 
 from src.bench._device import accelerator, clock, peak_memory_mib, reset_peak_memory
-from src.bench._harness import StepTimer, Tables, interleaved, run
+from src.bench._harness import StepTimer, Tables, interleaved, run, spread
 from src.build import build_network
 from src.config.compose import compose_run
 from src.models.module import GradLabModule
@@ -164,7 +165,7 @@ def run_variant(variant: str, overrides: list[str], args: argparse.Namespace, tm
 def ratio_rows(
     runs: dict[tuple[str, str], list[Timed]], groups: list[str], variants: list[str], key: str, base_of: Any
 ) -> list[dict[str, Any]]:
-    """One row per (group, variant): median steps/s, the medians of per-repeat ratios, the largest peak."""
+    """One row per (group, variant): median steps/s, the per-repeat ratios (median, min, max), the largest peak."""
     rows = []
     for group in groups:
         for variant in variants:
@@ -173,7 +174,7 @@ def ratio_rows(
             for name, base in base_of(group).items():
                 if (group, base) in runs:
                     pairs = zip(mine, runs[(group, base)], strict=True)
-                    row[f"vs_{name}"] = statistics.median(r[0] / b[0] for r, b in pairs)
+                    row.update(spread(f"vs_{name}", (r[0] / b[0] for r, b in pairs)))
             peaks = [r[1] for r in mine if r[1] is not None]
             rows.append({**row, "peak_mib": max(peaks) if peaks else None})
     return rows

@@ -13,11 +13,12 @@ per-step pre-clip norm must cost); ``default`` (the monitors of conf/callbacks/d
 MLP, a tanh RNN (hidden 128, T = 100, batch 32), on request ``rnn_large`` (hidden 512, T = 200, batch 256).
 
 Ratios are medians of per-repeat ratios against the ``none`` run of the same repeat, per wall and per CPU second
-(the steadier one on a shared machine). Whole runs scatter by several percent, so each callback's hooks and the
-module's clip are also timed directly (CPU time inside them; on CUDA the host's share); ``added`` is what a
-variant adds to a step: its hooks and its clip, less the clip of the ``none`` run of the same repeat (there the
-clip reads the norms itself; with the monitors it reuses theirs). ``log_every_n_steps=25``, the default:
-the 500-step window holds a long run's share of logging, through-time and histogram steps.
+(the steadier one on a shared machine), with their range over the repeats (``_min``/``_max``). Whole runs
+scatter by several percent, so each callback's hooks and the module's clip are also timed directly (CPU time
+inside them; on CUDA the host's share); ``added`` is what a variant adds to a step: its hooks and its clip, less
+the clip of the ``none`` run of the same repeat (there the clip reads the norms itself; with the monitors it
+reuses theirs). ``log_every_n_steps=25``, the default: the 500-step window holds a long run's share of
+logging, through-time and histogram steps.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from src.bench._device import accelerator
-from src.bench._harness import StepTimer, Tables, UsageError, interleaved, run
+from src.bench._harness import StepTimer, Tables, UsageError, interleaved, run, spread
 from src.build import can_record
 from src.callbacks.group import group_callbacks
 from src.clipping.apply import ClipReport, clip_gradients
@@ -302,9 +303,9 @@ def measure(args: argparse.Namespace) -> Tables:
         rows.append(
             {"model": model, "variant": variant, "clip": args.clip or None,
              "steps_per_s": statistics.median(r[0] for r in runs),
-             "ratio": statistics.median(r[0] / b[0] for r, b in zip(runs, base, strict=True)),
+             **spread("ratio", (r[0] / b[0] for r, b in zip(runs, base, strict=True))),
              "steps_per_cpu_s": statistics.median(r[1] for r in runs),
-             "cpu_ratio": statistics.median(r[1] / b[1] for r, b in zip(runs, base, strict=True)),
+             **spread("cpu_ratio", (r[1] / b[1] for r, b in zip(runs, base, strict=True))),
              "peak_mib": max(peaks) if peaks else None}
         )  # fmt: skip
         callbacks = sorted({name for r in runs for name in r[2]}, key=lambda n: -runs[0][2].get(n, 0.0))
@@ -317,9 +318,7 @@ def measure(args: argparse.Namespace) -> Tables:
             added = [sum(r[2].values()) - b[2].get(CLIP, 0.0) for r, b in zip(runs, base, strict=True)]
             share = [a * b[1] / 1e3 for a, b in zip(added, base, strict=True)]  # of the `none` run's CPU step
             row = {"model": model, "variant": variant, "callback": "added (hooks + clip - clip of none)"}
-            callback_rows.append(
-                {**row, "cpu_ms_per_step": statistics.median(added), "share_of_cpu": statistics.median(share)}
-            )
+            callback_rows.append({**row, "cpu_ms_per_step": statistics.median(added), **spread("share_of_cpu", share)})
     return {"runs": rows, "callbacks": callback_rows}
 
 
