@@ -61,7 +61,14 @@ def test_good_input_passes():
 # one of each kind of check; tests/test_preflight.py shows that no refusal of preflight writes anything
 @pytest.mark.parametrize(
     "args",
-    [["clip=-1"], ["model=foo"], ["data.seq_len=0"], ["model.depht=3"], ["callbacks.divergence_guard.on_spike=x"]],
+    [
+        ["clip=-1"],
+        ["model.depht=3"],
+        # each process takes ~11 s here (the CLI imports Lightning before it checks); the three others: test-all
+        pytest.param(["model=foo"], marks=pytest.mark.slow),
+        pytest.param(["data.seq_len=0"], marks=pytest.mark.slow),
+        pytest.param(["callbacks.divergence_guard.on_spike=x"], marks=pytest.mark.slow),
+    ],
 )
 def test_cli_exits_nonzero_and_writes_nothing(tmp_path, args):
     proc = subprocess.run(

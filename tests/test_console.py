@@ -6,12 +6,15 @@ import logging
 import os
 import warnings
 
+import pytest
+
 from src.quiet import LIGHTNING_INFO_LOGGER, DropLightningTips, quiet_third_party
 from tests.cli_runs import SMALL, run_cli
 
 NOISE = ("💡 Tip", "litlogger", "litmodels", "anonymous setting", "LeafSpec")
 
 
+@pytest.mark.slow
 def test_a_piped_run_logs_the_whole_config_tree_and_no_third_party_noise(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SILENT"}  # wandb's own warnings visible
     name = "a-run-name-longer-than-eighty-columns-" + "x" * 60

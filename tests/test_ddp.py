@@ -17,6 +17,7 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k.startswith("network.")}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
     # 2 ranks x 16 samples (one shard each) == 1 process x 32 samples in 2 shards: the same 32 sequences

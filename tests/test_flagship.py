@@ -6,7 +6,9 @@ clipping at 1.0 the same network learns the adding problem below half the baseli
 
 When the clipped run leaves the plateau depends on the CPU's float rounding (the CI machine's seed 1 was
 still at 0.94x the baseline at step 1000, this machine's below 0.5x), so the test runs the default budget:
-the three seeds measured here solved it (< 0.1x) by steps 1800-2200.
+the three seeds measured here solved it (< 0.1x) by steps 1800-2200. That pair takes ~70 s, so the fast suite
+runs the explosion in full (it diverges within ~60 steps) beside the clipped run's first 400 steps, where clipping
+already holds the norm, and ``make test-all`` the whole pair.
 """
 
 from __future__ import annotations
@@ -25,17 +27,22 @@ DEFAULTS = [
 ]
 
 
-@pytest.fixture
-def pair(make_cfg):
-    unclipped = train(make_cfg("model=rnn", "clip=null", *DEFAULTS, fast=False))
-    clipped = train(make_cfg("model=rnn", "clip=1.0", *DEFAULTS, fast=False))
-    return unclipped, clipped
-
-
-def test_flagship_pair_explodes_without_clipping_and_learns_with_it(pair):
-    unclipped, clipped = pair
+def explodes(unclipped: dict) -> None:
     assert unclipped["status"] == "diverged" and unclipped["divergence"]["reason"].startswith("nonfinite")
     assert unclipped["divergence"]["last_finite_grad_norm"] > 1e6  # the norm ran away before the NaN
+
+
+def test_flagship_pair_explodes_without_clipping_and_is_held_with_it(make_cfg):
+    explodes(train(make_cfg("model=rnn", "clip=null", *DEFAULTS, fast=False)))
+    clipped = train(make_cfg("model=rnn", "clip=1.0", "trainer.max_steps=400", *DEFAULTS, fast=False))
+    assert clipped["status"] == "completed" and clipped["steps"] == 400  # past the step where the unclipped run died
+    assert clipped["max_grad_norm"] < 100 and clipped["steps_clipped"] > 100  # clipping acted, often
+
+
+@pytest.mark.slow
+def test_flagship_pair_explodes_without_clipping_and_learns_with_it(make_cfg):
+    explodes(train(make_cfg("model=rnn", "clip=null", *DEFAULTS, fast=False)))
+    clipped = train(make_cfg("model=rnn", "clip=1.0", *DEFAULTS, fast=False))
     assert clipped["status"] == "completed" and clipped["steps"] == 3000
     assert clipped["max_grad_norm"] < 100 and clipped["steps_clipped"] > 100  # clipping acted, often
     assert clipped["loss_vs_baseline"] < 0.5

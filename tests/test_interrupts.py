@@ -221,6 +221,7 @@ def test_last_checkpoint_holds_the_final_step_between_validations(tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigterm_under_ddp_stops_both_ranks_at_the_same_step(tmp_path):
     # rank 0 is held between its backward and its optimizer update while rank 1 runs on into the guard's

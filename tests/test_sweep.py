@@ -51,6 +51,7 @@ def study(tmp_path_factory) -> tuple[Path, optuna.Study, str]:
     return sweep_dir, optuna.load_study(study_name="rnn_clip_lr_search", storage=storage), proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_study_survives_diverging_trials_and_ends_with_its_best(study):
     sweep_dir, stored, stdout = study

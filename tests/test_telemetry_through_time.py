@@ -284,6 +284,7 @@ def test_sigma_max_is_the_largest_singular_value_and_nan_for_non_finite_weights(
     assert math.isnan(sigma_max(w).item())  # torch.linalg.matrix_norm raises on this matrix
 
 
+@pytest.mark.slow
 def test_a_run_that_goes_on_with_nan_weights_keeps_logging_through_time(make_cfg):
     """on_nonfinite=warn lets an unclipped run go on after its weights turn NaN (lr 0.5: the first NaN gradient
     comes within ~10 steps, far from the last logging step whatever the CPU's rounding)."""

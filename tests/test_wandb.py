@@ -28,6 +28,7 @@ def start_and_runtime(run: dict) -> tuple[float, int]:
     return run["start"], run["runtime"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_multirun_makes_one_finished_wandb_run_per_job(tmp_path):
     callbacks = ["callbacks=default", "callbacks.histograms=null", "callbacks.through_time=null"]
