@@ -15,15 +15,17 @@ from omegaconf import DictConfig
 
 from src.config import CONF_DIR, register
 from src.config.preflight import preflight
-from src.launch import distributed_job_scope, single_run_argv_for_ddp_children
-from src.preemption import exit_status
 from src.quiet import quiet_third_party
-from src.sweep import objective
-from src.train import train
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    # torch and Lightning come in here, after the pre-flight: a typo is refused without waiting for them
+    from src.launch import distributed_job_scope, single_run_argv_for_ddp_children
+    from src.preemption import exit_status
+    from src.sweep import objective
+    from src.train import train
+
     register()  # also in a launcher's job process, which resolves the config again
     single_run_argv_for_ddp_children()  # DDP ranks of a sweep job re-run this job only
     with distributed_job_scope():

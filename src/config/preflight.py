@@ -25,7 +25,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from src.config import CONF_DIR, register
-from src.config.objects import check_trainer
 from src.config.resume import check_checkpoint, check_run_dir
 from src.config.search_space import job_overrides
 from src.config.validate import RANGES, ConfigError, validate
@@ -103,6 +102,8 @@ def _explain(err: Exception) -> str:
 
 def _job_checks(cfg: DictConfig, multirun: bool) -> None:
     """What needs the machine or the filesystem: the Trainer, ``ckpt_path`` and the run directory."""
+    from src.config.objects import check_trainer  # Lightning: after every check a typo fails (src/config/validate.py)
+
     launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
     check_trainer(cfg, runs_here=not multirun or launcher.rsplit(".", 1)[-1] in _LOCAL_LAUNCHERS)
     check_checkpoint(cfg)

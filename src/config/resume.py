@@ -17,9 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.build import build_module
 from src.config.errors import ConfigError
-from src.config.objects import resolved
 
 # Lightning's own values of ckpt_path (resolved by Lightning inside the run directory): passed through
 LIGHTNING_CKPT_ALIASES = ("last", "hpc", "best", "registry")
@@ -64,6 +62,8 @@ def _config_differences(ckpt: Path, cfg: DictConfig) -> str:
     """`; its run had model.hidden_size=64 (here 32)`: the model and task keys that differ from this config."""
     from hydra.utils import get_class
 
+    from src.config.objects import resolved  # Lightning: imported when a checkpoint is checked, not for a typo
+
     old = _run_config_of(ckpt)
     if old is None:
         return ""
@@ -87,6 +87,8 @@ def _config_differences(ckpt: Path, cfg: DictConfig) -> str:
 def expected_state(cfg: DictConfig) -> dict[str, list[int]]:
     """Keys and shapes of the LightningModule this config builds, built on the meta device."""
     from hydra.utils import instantiate
+
+    from src.build import build_module  # Lightning: imported when a checkpoint is checked, not for a typo
 
     task = instantiate(cfg.data).task
     with torch.device("meta"):

@@ -10,6 +10,7 @@ Trainer's devices, ``ckpt_path``, an existing run directory) is checked in prefl
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import math
@@ -18,17 +19,10 @@ from dataclasses import fields
 from typing import Any, get_args
 
 from hydra.utils import get_class, get_method
-from lightning.fabric.plugins.precision.precision import (
-    _PRECISION_INPUT_INT,
-    _PRECISION_INPUT_STR,
-    _PRECISION_INPUT_STR_ALIAS,
-)
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.errors import ConfigError
-from src.config.objects import check_objects
 from src.config.schema import TrainConf
-from src.data.datamodule import make_task
 from src.data.recall import N_KEYS
 
 __all__ = ["RANGES", "ConfigError", "validate"]
@@ -46,10 +40,18 @@ def _non_negative(v: Any) -> bool:
     return isinstance(v, int | float) and v >= 0 and math.isfinite(v)
 
 
-# Lightning's own list: its Trainer refuses anything else, but only after the run directory exists
-PRECISIONS = {
-    str(p) for kind in (_PRECISION_INPUT_STR, _PRECISION_INPUT_INT, _PRECISION_INPUT_STR_ALIAS) for p in get_args(kind)
-}
+@functools.cache
+def precisions() -> set[str]:
+    """Lightning's own list: its Trainer refuses anything else, but only after the run directory exists. Read on
+    first use: importing Lightning takes seconds, and a command line with a typo is refused without it."""
+    from lightning.fabric.plugins.precision.precision import (
+        _PRECISION_INPUT_INT,
+        _PRECISION_INPUT_STR,
+        _PRECISION_INPUT_STR_ALIAS,
+    )
+
+    kinds = (_PRECISION_INPUT_STR, _PRECISION_INPUT_INT, _PRECISION_INPUT_STR_ALIAS)
+    return {str(p) for kind in kinds for p in get_args(kind)}
 
 
 # key -> (check, what is allowed); keys missing from a config (e.g. model.depth for an RNN) are skipped
@@ -90,11 +92,15 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.log_every_n_steps": (_at_least(1), "an integer >= 1"),
     "trainer.accumulate_grad_batches": (_at_least(1), "an integer >= 1"),
     "trainer.num_nodes": (_at_least(1), "an integer >= 1"),
+}
+# checked after every other check but the objects' own: their lists come from Lightning (see precisions())
+LIGHTNING_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.precision": (
-        lambda v: str(v) in PRECISIONS,
+        lambda v: str(v) in precisions(),
         "32-true, bf16-mixed or 16-mixed (or 16-true, bf16-true, 64-true)",
     ),
 }
+RANGES.update(LIGHTNING_RANGES)
 
 SEQUENCE_TASKS = ("adding", "copy", "temporal_order", "recall")
 
@@ -104,8 +110,8 @@ def _fail(key: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{key}={shown} is not allowed; expected {allowed}")
 
 
-def _check_ranges(cfg: DictConfig) -> None:
-    for key, (ok, allowed) in RANGES.items():
+def _check_ranges(cfg: DictConfig, ranges: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
+    for key, (ok, allowed) in ranges.items():
         if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
             continue
         value = OmegaConf.select(cfg, key)
@@ -141,6 +147,8 @@ def _check_task(cfg: DictConfig) -> None:
     if heads and cfg.model.width % heads:
         raise ConfigError(f"model.width={cfg.model.width} is not allowed; expected a multiple of model.heads={heads}")
     z_loss = OmegaConf.select(cfg, "loss.z_loss") or 0.0
+    from src.data.datamodule import make_task  # Lightning's DataModule: see precisions()
+
     if z_loss > 0 and not make_task(task, seq_len, cfg.data.get("x", 1.0)).task.is_classification:
         raise ConfigError(f"loss.z_loss={z_loss} is not allowed with data={task} (regression); expected 0")
 
@@ -229,11 +237,14 @@ def _check_optional_packages(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError with a one-line message if ``cfg`` cannot make a sensible run."""
     _check_top_level(cfg)
-    _check_ranges(cfg)
+    _check_ranges(cfg, {key: check for key, check in RANGES.items() if key not in LIGHTNING_RANGES})
     _check_task(cfg)
     _check_clipping(cfg)
     _check_optional_packages(cfg)
     for group in ("trainer", "optimizer", "scheduler", "logger", "callbacks", "clipping"):
         if OmegaConf.select(cfg, group) is not None:
             _check_targets(cfg[group], group)
+    _check_ranges(cfg, LIGHTNING_RANGES)
+    from src.config.objects import check_objects  # builds them with torch and Lightning: see precisions()
+
     check_objects(cfg)  # the values: each object's own constructor checks them (src/config/objects.py)
