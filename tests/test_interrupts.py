@@ -117,6 +117,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_old_file_and_resumes_ident
     resume_and_compare(tmp_path, last, uninterrupted)
 
 
+@pytest.mark.slow  # the fast suite keeps SIGTERM during the final evaluation and the SLURM requeue signal
 @pytest.mark.timeout(300)
 def test_sigterm_finishes_the_step_records_interrupted_and_resumes_identically(tmp_path, uninterrupted):
     marker = tmp_path / "at-step-6"

@@ -118,6 +118,7 @@ def test_a_target_holds_when_every_repeat_meets_it_and_says_when_lightning_alone
     assert bench_all.verdict({"x": 0.04, "x_min": 0.035, "x_max": 0.05}, "x", 0.03, at_least=False) == "no"
 
 
+@pytest.mark.slow  # a real module run in its own process; targets() and write_doc are tested above
 def test_bench_all_smoke_writes_the_doc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = ["--steps", "3", "--warmup", "1", "--repeats", "1", "--models", "rnn"]
     monkeypatch.setitem(bench_all.SHORT_ARGS, "guard", tiny)
