@@ -102,7 +102,7 @@ def _explain(err: Exception) -> str:
 
 def _job_checks(cfg: DictConfig, multirun: bool) -> None:
     """What needs the machine or the filesystem: the Trainer, ``ckpt_path`` and the run directory."""
-    from src.config.objects import check_trainer  # Lightning: after every check a typo fails (src/config/validate.py)
+    from src.config.objects import check_trainer  # imports Lightning: only once validate() has passed
 
     launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
     check_trainer(cfg, runs_here=not multirun or launcher.rsplit(".", 1)[-1] in _LOCAL_LAUNCHERS)

@@ -54,8 +54,9 @@ def precisions() -> set[str]:
     return {str(p) for kind in kinds for p in get_args(kind)}
 
 
+Ranges = dict[str, tuple[Callable[[Any], bool], str]]
 # key -> (check, what is allowed); keys missing from a config (e.g. model.depth for an RNN) are skipped
-RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+_CHEAP_RANGES: Ranges = {
     "clip": (lambda v: v is None or _positive(v), "a number > 0, or null for no clipping"),
     "seed": (_non_negative, "an integer >= 0"),
     "model.depth": (_at_least(1), "an integer >= 1"),
@@ -94,13 +95,13 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.num_nodes": (_at_least(1), "an integer >= 1"),
 }
 # checked after every other check but the objects' own: their lists come from Lightning (see precisions())
-LIGHTNING_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+_LIGHTNING_RANGES: Ranges = {
     "trainer.precision": (
         lambda v: str(v) in precisions(),
         "32-true, bf16-mixed or 16-mixed (or 16-true, bf16-true, 64-true)",
     ),
 }
-RANGES.update(LIGHTNING_RANGES)
+RANGES: Ranges = {**_CHEAP_RANGES, **_LIGHTNING_RANGES}  # every key's check (preflight's messages read it)
 
 SEQUENCE_TASKS = ("adding", "copy", "temporal_order", "recall")
 
@@ -110,7 +111,7 @@ def _fail(key: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{key}={shown} is not allowed; expected {allowed}")
 
 
-def _check_ranges(cfg: DictConfig, ranges: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
+def _check_ranges(cfg: DictConfig, ranges: Ranges) -> None:
     for key, (ok, allowed) in ranges.items():
         if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
             continue
@@ -237,14 +238,14 @@ def _check_optional_packages(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError with a one-line message if ``cfg`` cannot make a sensible run."""
     _check_top_level(cfg)
-    _check_ranges(cfg, {key: check for key, check in RANGES.items() if key not in LIGHTNING_RANGES})
+    _check_ranges(cfg, _CHEAP_RANGES)
     _check_task(cfg)
     _check_clipping(cfg)
     _check_optional_packages(cfg)
     for group in ("trainer", "optimizer", "scheduler", "logger", "callbacks", "clipping"):
         if OmegaConf.select(cfg, group) is not None:
             _check_targets(cfg[group], group)
-    _check_ranges(cfg, LIGHTNING_RANGES)
+    _check_ranges(cfg, _LIGHTNING_RANGES)
     from src.config.objects import check_objects  # builds them with torch and Lightning: see precisions()
 
     check_objects(cfg)  # the values: each object's own constructor checks them (src/config/objects.py)
