@@ -25,6 +25,8 @@ from functools import cached_property
 import torch
 from torch import Tensor, nn
 
+from src.steps import upcoming_step
+
 _RNN_BIAS = re.compile(r"^bias_(ih|hh)_(l\d+(?:_reverse)?)$")
 
 
@@ -252,14 +254,16 @@ def step_grad_norms(trainer: object, module: nn.Module) -> GradStats:
     """The step's pre-clip gradient norms: computed by the first caller, shared with every later one.
 
     Call it between backward and the optimizer update (``on_before_optimizer_step``,
-    ``configure_gradient_clipping``). Cached per trainer, for the current global step and gradients: a
-    gradient written to (or removed) since is measured again.
+    ``configure_gradient_clipping``). Cached per trainer, for the current optimizer step (``src.steps``) and
+    gradients: a gradient written to (or removed) since is measured again. The model's structure is checked
+    (``layer_index``) by the step's first caller; the later ones compare the gradients' versions only.
     """
-    step = int(getattr(trainer, "global_step", -1))
-    key = (step, grad_versions(layer_index(module).params))
+    step = upcoming_step(trainer)
     cached = _STEP.get(trainer)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    if cached is not None:
+        (cached_step, versions), stats = cached
+        if cached_step == step and stats.index is _INDEX.get(module) and grad_versions(stats.params) == versions:
+            return stats
     stats = grad_norms(module, step)
-    _STEP[trainer] = (key, stats)
+    _STEP[trainer] = ((step, grad_versions(stats.params)), stats)
     return stats

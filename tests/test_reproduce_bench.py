@@ -75,7 +75,9 @@ def test_targets_read_this_runs_tables_and_say_which_hold() -> None:
         "runs": [{"model": "mlp", "variant": "default", "ratio": 0.97, "cpu_ratio": 0.969}],
         "callbacks": [{"model": "mlp", "variant": "default", "callback": added, "share_of_cpu": 0.031}],
     }
-    rows = {r["target"]: r for r in bench_all.targets({"loop": {"efficiency": loop_rows}, "telemetry": telemetry})}
+    overhead = {"per_step": [{"size": "default", "share": 0.029}, {"size": "tiny", "share": 0.12}]}
+    tables = {"loop": {"efficiency": loop_rows}, "telemetry": telemetry, "overhead": overhead}
+    rows = {r["target"]: r for r in bench_all.targets(tables)}
     holds = {target: r["holds"] for target, r in rows.items()}
     assert holds == {
         "default run / bare loop, default size": "yes",  # 0.91 >= 0.90
@@ -86,6 +88,8 @@ def test_targets_read_this_runs_tables_and_say_which_hold() -> None:
         "telemetry / none, mlp, whole run (wall)": "yes",  # the bound itself holds
         "telemetry / none, mlp, whole run (CPU)": "no",
         "telemetry's added CPU share, mlp, hooks timed directly": "no",  # 3.1% > 3%
+        "default callbacks + logging / the same run without them, default size (one run)": "yes",  # 2.9% <= 3%
+        "default callbacks + logging / the same run without them, tiny size (one run)": "no",
     }
     assert rows["default run / bare loop, tiny size"]["measured"] == 0.59
     assert bench_all.targets({}) == []  # neither module ran: no targets section

@@ -35,6 +35,7 @@ SHORT_ARGS = {
     "telemetry": ["--variants", "none", "default", "--repeats", "5", "--steps", "200"],  # the targets: 5 pairs
     "guard": ["--repeats", "3", "--steps", "60"],  # whole runs scatter more than the guard costs: timed directly too
     "profile": ["--steps", "600"],
+    "overhead": ["--steps", "1000"],
 }
 
 
@@ -110,6 +111,9 @@ def targets(results: dict[str, Tables]) -> list[dict[str, Any]]:
         check(f"default run / empty Lightning loop, {size} size", gradlab, "vs_empty", 0.97, True)
         if empty:
             info(f"empty Lightning loop / bare loop, {size} size: Lightning's floor", empty["vs_bare"])
+    for row in results.get("overhead", {}).get("per_step", []):  # gradlab's own, inside one run
+        target = f"default callbacks + logging / the same run without them, {row['size']} size (one run)"
+        check(target, row, "share", 0.03, False)
     parts = {r["part"]: r["share"] for r in results.get("profile", {}).get("per_step", [])}
     if parts:
         info("profile, default size: gradlab's own share of a step (callbacks, loggers, progress bar)",

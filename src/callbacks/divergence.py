@@ -40,11 +40,12 @@ the same step instead of hanging the others.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
-import statistics
 from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -62,9 +63,40 @@ from src.grad_norms import GradStats, step_grad_norms
 log = logging.getLogger(__name__)
 
 
-def median(values: deque[float]) -> float:
-    """The lower median (``torch.median``'s), NaN for no values."""
-    return statistics.median_low(values) if values else math.nan
+class Window:
+    """The last ``size`` values, oldest first, kept sorted beside: the median is one index, not a sort a step.
+
+    Args:
+        size: how many values it keeps.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+        self._sorted: list[float] = []
+
+    def append(self, value: float) -> None:
+        if len(self._values) == self._values.maxlen:
+            del self._sorted[bisect.bisect_left(self._sorted, self._values[0])]
+        self._values.append(value)
+        bisect.insort(self._sorted, value)
+
+    def extend(self, values: Iterable[float]) -> None:
+        for value in values:
+            self.append(value)
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._sorted.clear()
+
+    def median(self) -> float:
+        """The lower median (``torch.median``'s), NaN for no values."""
+        return self._sorted[(len(self._sorted) - 1) // 2] if self._sorted else math.nan
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 Action = Literal["warn", "skip", "stop"]
@@ -138,8 +170,8 @@ class DivergenceGuard(Callback):
         self.dirpath = dirpath
         self.recorder = FlightRecorder(recorder_steps)
         self._loss: Tensor | None = None
-        self._norms: deque[float] = deque(maxlen=window)  # the total norms of the last finite steps
-        self._losses: deque[float] = deque(maxlen=window)  # their losses
+        self._norms = Window(window)  # the total norms of the last finite steps
+        self._losses = Window(window)  # their losses
         self._seen = 0  # finite steps recorded into the windows
         self.events: list[dict[str, Any]] = []
         self.skipped_steps = 0
@@ -185,6 +217,8 @@ class DivergenceGuard(Callback):
         if no backward was seen). The next step starts afresh."""
         loss = self._loss if self._loss is not None else torch.full_like(total, float("nan"))
         self._loss = None
+        if total.device.type == "cpu" and loss.device.type == "cpu":  # nothing to transfer: read them directly
+            return total.item(), loss.item()
         norm_value, loss_value = torch.stack([total.float(), loss.float().reshape(())]).tolist()
         return norm_value, loss_value
 
@@ -195,7 +229,7 @@ class DivergenceGuard(Callback):
             return Flags(nonfinite_grad, nonfinite_loss, False, False)
         # a multiple of a median means something only above 0: a negative loss (e.g. a Gaussian NLL) or an
         # all-zero gradient history would otherwise make every step a spike
-        norm_median, loss_median = median(self._norms), median(self._losses)
+        norm_median, loss_median = self._norms.median(), self._losses.median()
         grad_spike = norm_median > 0 and total > self.spike_factor * norm_median
         loss_spike = loss_median > 0 and loss > self.loss_spike_factor * loss_median
         return Flags(nonfinite_grad, nonfinite_loss, grad_spike, loss_spike)
@@ -232,7 +266,7 @@ class DivergenceGuard(Callback):
         if event.reason not in ("grad_spike", "loss_spike"):
             return None
         value, history = (total, self._norms) if event.reason == "grad_spike" else (loss, self._losses)
-        return value / median(history)
+        return value / history.median()
 
     def _remember(self, total: float, loss: float) -> None:
         """A step without an event goes into the spike windows."""

@@ -28,14 +28,17 @@ class FlightRecorder:
     def __init__(self, steps: int = 100) -> None:
         self.capacity = steps
         self.names: list[str] = []
+        self._names_of: list[str] | None = None  # the list ``names`` was last compared with (one per layer index)
         # (step, loss, total norm, the step's norms): the host floats the guard already read, the GradStats as it is
         self._rows: deque[tuple[int, float, float, GradStats]] = deque(maxlen=steps)
 
     def record(self, step: int, loss: float, total: float, stats: GradStats) -> None:
         """Keep one step: a reference to its norms (fresh tensors each step), no copy and no kernel."""
-        if stats.layer_names != self.names:  # another model: its layers are not comparable with the rows kept
-            self.names = list(stats.layer_names)
+        names = stats.layer_names
+        if names is not self._names_of and names != self.names:  # another model: its rows are not comparable
+            self.names = list(names)
             self._rows.clear()
+        self._names_of = names
         self._rows.append((step, loss, total, stats))
 
     def history(self) -> list[list[float]]:

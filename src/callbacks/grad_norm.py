@@ -20,6 +20,7 @@ transfer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -29,7 +30,7 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from src.callbacks.schedule import Monitor
-from src.clipping.apply import ClipReport, reports_clipping
+from src.clipping.apply import ClipReport, norm_clipped, reports_clipping
 from src.grad_norms import GradStats, Versions, grad_norms, grad_versions, step_grad_norms
 
 # a step counts as clipped when clipping shrank the total norm by more than float rounding
@@ -70,6 +71,7 @@ class GradNormMonitor(Monitor):
         # the steps since the last log, as the tensors they came with (no kernel until they are logged):
         self._totals: list[Tensor] = []  # pre-clip total norm of each step
         self._rewritten: list[tuple[Tensor, Tensor]] = []  # (pre, post) of each step whose gradients changed
+        self._norm_clipped: dict[float, list[Tensor]] = {}  # norm clipping's threshold -> pre of its steps
 
     def _since_log(self) -> tuple[Tensor, Tensor] | None:
         """(largest pre-clip total norm, steps clipped) over the steps since the last log, None before a step."""
@@ -78,9 +80,13 @@ class GradNormMonitor(Monitor):
         totals = torch.stack(self._totals)
         largest = torch.where(totals.isnan(), -torch.inf, totals).amax()  # NaN-skipping: one NaN hides nothing
         largest = torch.where(totals.isnan().all(), torch.nan, largest)
+        pairs = [torch.stack(pair) for pair in self._rewritten]
+        for max_norm, pres in self._norm_clipped.items():  # post-clip derived here, for the window at once
+            pre = torch.stack(pres)
+            pairs.append(torch.stack([pre, norm_clipped(pre, max_norm)], dim=1))
         clipped = torch.zeros_like(largest)
-        if self._rewritten:
-            pre, post = torch.stack([torch.stack(pair) for pair in self._rewritten]).unbind(1)
+        if pairs:
+            pre, post = torch.cat([p.reshape(-1, 2) for p in pairs]).unbind(1)
             clipped = (post < pre * (1 - CLIPPED_RTOL)).sum().to(largest.dtype)
         return largest, clipped
 
@@ -93,7 +99,7 @@ class GradNormMonitor(Monitor):
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pre, self._run, self.run_steps = None, None, 0
-        self._totals, self._rewritten = [], []
+        self._totals, self._rewritten, self._norm_clipped = [], [], {}
 
     def run_totals(self) -> dict[str, float]:
         """Largest pre-clip total norm and number of clipped steps over the whole fit (one host transfer)."""
@@ -108,8 +114,11 @@ class GradNormMonitor(Monitor):
         self._pre = step_grad_norms(trainer, pl_module)
         self._versions = None if reports_clipping(pl_module) else grad_versions(self._pre.params)
 
-    def _postclip(self, pl_module: L.LightningModule, pre: GradStats) -> tuple[Tensor, bool, dict[str, Tensor]]:
-        """(post-clip total norm, whether the gradients were rewritten, the clipping's own metrics)."""
+    def _postclip(
+        self, pl_module: L.LightningModule, pre: GradStats
+    ) -> tuple[Tensor | float, bool, Mapping[str, Tensor]]:
+        """(post-clip total norm, whether the gradients were rewritten, the clipping's own metrics); the norm
+        clipping's threshold (a float) in place of the post-clip norm when it is derived from it."""
         if not pre.grads():  # the step was skipped (the guard removed the gradients)
             return torch.full_like(pre.total_norm, float("nan")), False, {}
         report: ClipReport | None = None
@@ -118,10 +127,12 @@ class GradNormMonitor(Monitor):
             report = report if report is not None and report.step == pre.step else None
         if report is not None:
             if not report.rewritten:
-                return pre.total_norm, False, dict(report.metrics)
+                return pre.total_norm, False, report.metrics
             if report.postclip_norm is not None:
-                return report.postclip_norm, True, dict(report.metrics)
-            return grad_norms(pl_module).total_norm, True, dict(report.metrics)  # not derived (value clipping)
+                return report.postclip_norm, True, report.metrics
+            if report.max_norm is not None:
+                return report.max_norm, True, report.metrics
+            return grad_norms(pl_module).total_norm, True, report.metrics  # not derived (value clipping)
         if self._versions is not None and grad_versions(pre.params) == self._versions:
             return pre.total_norm, False, {}  # no report, and nothing wrote to the gradients
         return grad_norms(pl_module).total_norm, True, {}  # clipped some other way: measure
@@ -135,11 +146,15 @@ class GradNormMonitor(Monitor):
             return
         post, rewritten, clip_metrics = self._postclip(pl_module, pre)
         self._totals.append(pre.total_norm)
-        if rewritten:  # else not clipped: nothing to count
+        if isinstance(post, float):  # norm clipping to this threshold: the post-clip norm is derived when logged
+            self._norm_clipped.setdefault(post, []).append(pre.total_norm)
+        elif rewritten:  # else not clipped: nothing to count
             self._rewritten.append((pre.total_norm, post))
         self.run_steps += 1
         if not self.logs_at(trainer, pre.step):
             return
+        if isinstance(post, float):
+            post = norm_clipped(pre.total_norm, post)
         steps = len(self._totals)
         since_log = self._since_log()
         assert since_log is not None
@@ -156,4 +171,4 @@ class GradNormMonitor(Monitor):
         metrics.update(clip_metrics)
         self.emit(trainer, metrics, pre.step)
         self._run = self._with_run(since_log)
-        self._totals, self._rewritten = [], []
+        self._totals, self._rewritten, self._norm_clipped = [], [], {}

@@ -125,7 +125,7 @@ class HistogramMonitor(Monitor):
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         step = self.upcoming_step(trainer)
-        if not trainer.is_global_zero or not self.logs_at(trainer, step):
+        if not self.logs_at(trainer, step) or not self.on_logging_rank(trainer):
             return
         keys: list[tuple[str, str]] = []
         groups: list[list[Tensor]] = []

@@ -22,6 +22,7 @@ DDP the gradients are already identical on every rank).
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,8 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torch.optim import Optimizer
 from typing_extensions import override
+
+from src import steps
 
 
 def check_interval(every_n_steps: int | None) -> int | None:
@@ -44,10 +47,20 @@ def check_interval(every_n_steps: int | None) -> int | None:
     return every_n_steps
 
 
+_SCALERS: weakref.WeakKeyDictionary[L.Trainer, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
 def grad_scaler(trainer: L.Trainer) -> Any:
-    """The enabled ``torch.amp.GradScaler`` of the trainer's precision plugin (``16-mixed``), else None."""
-    scaler = getattr(trainer.precision_plugin, "scaler", None)
-    return scaler if scaler is not None and scaler.is_enabled() else None
+    """The enabled ``torch.amp.GradScaler`` of the trainer's precision plugin (``16-mixed``), else None; looked
+    up once per plugin (the guard and the activation and scaler monitors ask on every step)."""
+    plugin = trainer.precision_plugin
+    cached = _SCALERS.get(trainer)
+    if cached is not None and cached[0] is plugin:
+        return cached[1]
+    scaler = getattr(plugin, "scaler", None)
+    scaler = scaler if scaler is not None and scaler.is_enabled() else None
+    _SCALERS[trainer] = (plugin, scaler)
+    return scaler
 
 
 def loss_scale(trainer: L.Trainer) -> Tensor | None:
@@ -101,14 +114,17 @@ class Monitor(Callback):
     @staticmethod
     def upcoming_step(trainer: L.Trainer) -> int:
         """The step the current batch contributes to, in hooks up to the update (batch start .. clipping)."""
-        return trainer.global_step
+        return steps.upcoming_step(trainer)
 
     @staticmethod
     def step_taken(trainer: L.Trainer) -> int | None:
         """In ``on_train_batch_end``: the step this batch just took, or None for a micro-batch that did not."""
-        if trainer.fit_loop._should_accumulate():  # Lightning's own test in update_train_step_metrics
-            return None
-        return trainer.global_step - 1
+        return steps.step_taken(trainer)
+
+    @staticmethod
+    def on_logging_rank(trainer: L.Trainer) -> bool:
+        """This process logs: rank 0 (read once per batch, ``src.steps``)."""
+        return steps.is_rank_zero(trainer)
 
     def emit(self, trainer: L.Trainer, metrics: Mapping[str, Tensor | float], step: int) -> dict[str, float]:
         """``emit``: one host transfer, every logger, rank 0. (Not ``log``: Lightning sets every callback's
@@ -165,7 +181,7 @@ class ForwardRecorder(Monitor, ABC):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         step = self.upcoming_step(trainer)  # the optimizer step this micro-batch contributes to
-        if not trainer.is_global_zero or not self.logs_at(trainer, step):
+        if not self.logs_at(trainer, step) or not self.on_logging_rank(trainer):
             return
         if not self._active:
             if not self.start(pl_module):

@@ -168,7 +168,7 @@ class ThroughTimeMonitor(Monitor):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        logging = trainer.is_global_zero and self.logs_at(trainer, self.upcoming_step(trainer))
+        logging = self.logs_at(trainer, self.upcoming_step(trainer)) and self.on_logging_rank(trainer)
         self._batch = batch if logging else None
 
     @override

@@ -55,7 +55,7 @@ class ThroughputLogger(Monitor):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._samples += _batch_size(batch) * trainer.world_size
+        self._samples += _batch_size(batch)  # this process's; × world size when logged
         step = self.step_taken(trainer)
         if step is None:  # mid-window micro-batch: no step yet
             return
@@ -64,10 +64,7 @@ class ThroughputLogger(Monitor):
             return
         now = time.perf_counter()
         if self._t0 is not None and now > self._t0:
-            elapsed = now - self._t0
-            self.emit(
-                trainer,
-                {"throughput/steps_per_s": self._steps / elapsed, "throughput/samples_per_s": self._samples / elapsed},
-                step,
-            )
+            elapsed, samples = now - self._t0, self._samples * trainer.world_size
+            rates = {"throughput/steps_per_s": self._steps / elapsed, "throughput/samples_per_s": samples / elapsed}
+            self.emit(trainer, rates, step)
         self._t0, self._steps, self._samples = now, 0, 0

@@ -52,7 +52,7 @@ class WeightMonitor(Monitor):
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         step = self.upcoming_step(trainer)
-        if trainer.is_global_zero and self.logs_at(trainer, step):
+        if self.logs_at(trainer, step) and self.on_logging_rank(trainer):
             params = [p.detach() for p in layer_index(pl_module).params]
             self._weight = layer_norms(pl_module, params)
             self._before = self._copy(params)

@@ -26,6 +26,7 @@ LightningModule without the protocol it measures them itself).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -38,7 +39,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from src.clipping.base import ClipRule
-from src.grad_norms import step_grad_norms
+from src.grad_norms import GradStats, LayerIndex, step_grad_norms
+from src.steps import upcoming_step
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class ClipReport:
     ``rewritten``: the gradients were rescaled in place (False: they are the pre-clip ones, post = pre).
     ``postclip_norm``: their total 2-norm afterwards when known without another pass; None after a rewrite
     means "not derived" (value clipping): a monitor that needs it measures the gradients.
+    ``max_norm``: norm clipping's threshold, which gives the post-clip norm from the pre-clip one without a
+    kernel on the step (``postclip``): a monitor derives it when it logs, for all its steps at once.
     ``metrics``: what a rule reports (``clip/threshold``, ``clip/scale``, ...), 0-d tensors logged as they are.
     """
 
@@ -55,6 +59,19 @@ class ClipReport:
     rewritten: bool = False
     postclip_norm: Tensor | None = None
     metrics: Mapping[str, Tensor] = field(default_factory=dict)
+    max_norm: float | None = None
+
+    def postclip(self, preclip_norm: Tensor) -> Tensor | None:
+        """The total norm after clipping: the known one, else derived from ``max_norm`` (None: not derived)."""
+        if self.postclip_norm is not None or self.max_norm is None:
+            return self.postclip_norm
+        return norm_clipped(preclip_norm, self.max_norm)
+
+
+def norm_clipped(preclip_norm: Tensor, max_norm: float) -> Tensor:
+    """The total norm ``clip_grads_with_norm_`` leaves: ``preclip_norm`` (any shape) times its coefficient
+    min(1, max_norm / (norm + 1e-6))."""
+    return preclip_norm * torch.clamp(max_norm / (preclip_norm + 1e-6), max=1.0)
 
 
 @runtime_checkable
@@ -81,15 +98,27 @@ def reports_clipping(module: object) -> bool:
     return _REPORTS[cls]
 
 
-def _norm_clipping_is_lightnings(trainer: L.Trainer, optimizer: Optimizer, params: list[Tensor]) -> bool:
-    """Whether Lightning's norm clipping would be ``clip_grad_norm_`` over exactly ``params``."""
+# optimizer -> (the layer index and number of param groups compared, whether they hold the same parameters)
+_SAME_PARAMS: weakref.WeakKeyDictionary[Optimizer, tuple[LayerIndex, int]] = weakref.WeakKeyDictionary()
+
+
+def _norm_clipping_is_lightnings(trainer: L.Trainer, optimizer: Optimizer, stats: GradStats) -> bool:
+    """Whether Lightning's norm clipping would be ``clip_grad_norm_`` over exactly the gradients of ``stats``."""
     plugin = trainer.precision_plugin
     if type(plugin).clip_grad_by_norm is not Precision.clip_grad_by_norm:  # FSDP, DeepSpeed, ... clip their way
         return False
     if getattr(optimizer, "_step_supports_amp_scaling", False):  # fused: Lightning refuses to clip under AMP
         return False
+    # the same parameters in the optimizer as in the model's layers: then the same gradients on every step,
+    # known once per optimizer and model structure (a new param group or layer index compares again)
+    key = (stats.index, len(optimizer.param_groups))
+    if _SAME_PARAMS.get(optimizer) == key:
+        return True
+    if {id(p) for p in plugin.main_params(optimizer)} == {id(p) for p in stats.params}:
+        _SAME_PARAMS[optimizer] = key
+        return True
     clipped = {id(p) for p in plugin.main_params(optimizer) if p.grad is not None}
-    return clipped == {id(p) for p in params if p.grad is not None}
+    return clipped == {id(p) for p in stats.params if p.grad is not None}
 
 
 def clip_gradients(
@@ -101,7 +130,7 @@ def clip_gradients(
 ) -> ClipReport:
     """Clip this step's gradients of ``module`` in place (see the module docstring); report what was done."""
     trainer = module.trainer
-    step = trainer.global_step
+    step = upcoming_step(trainer)
     if rule is None and not clip_val:
         return ClipReport(step)
     stats = step_grad_norms(trainer, module)
@@ -112,11 +141,9 @@ def clip_gradients(
         return ClipReport(step, True, postclip_norm, metrics)
     assert clip_val is not None
     if GradClipAlgorithmType(algorithm or "norm") == GradClipAlgorithmType.NORM and _norm_clipping_is_lightnings(
-        trainer, optimizer, stats.params
+        trainer, optimizer, stats
     ):
         torch.nn.utils.clip_grads_with_norm_(stats.params, clip_val, stats.total_norm)
-        # the coefficient clip_grads_with_norm_ multiplied every gradient by
-        coef = torch.clamp(clip_val / (stats.total_norm + 1e-6), max=1.0)
-        return ClipReport(step, True, stats.total_norm * coef)
+        return ClipReport(step, True, max_norm=float(clip_val))
     module.clip_gradients(optimizer, clip_val, algorithm)  # Lightning's own path (value, or its plugin's)
     return ClipReport(step, True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -31,6 +32,15 @@ from typing_extensions import override
 from src.clipping.apply import ClipReport, clip_gradients
 from src.clipping.base import ClipRule
 from src.data.task import Task
+from src.steps import step_taken
+
+
+@dataclass
+class _TrainValues:
+    """The training step's values to log (``train/loss``, ...) and its batch size."""
+
+    values: dict[str, Tensor] = field(default_factory=dict)
+    batch_size: int = 0
 
 
 class GradLabModule(L.LightningModule):
@@ -66,8 +76,9 @@ class GradLabModule(L.LightningModule):
         self.clipper = clipper
         self.grad_penalty = grad_penalty
         self._clip_report: ClipReport | None = None
-        self._train_values: dict[str, Tensor] = {}  # this step's train/* values, logged on logging steps
-        self._train_batch_size = 0
+        # this step's train/* values and batch size, logged on logging steps (a plain object: nn.Module's
+        # __setattr__, which every attribute assignment of a LightningModule goes through, costs per step)
+        self._train = _TrainValues()
         self.z_loss = z_loss
         metrics: dict[str, torchmetrics.Metric] = {"loss": torchmetrics.MeanMetric()}
         if task.is_classification:
@@ -96,22 +107,24 @@ class GradLabModule(L.LightningModule):
 
     def _common_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
+        train = self._train
         if stage == "train":
-            self._train_values, self._train_batch_size = {}, len(x)
+            train.values.clear()
+            train.batch_size = len(x)
         out = self(x)
         loss = self.loss(out, y)
         if stage == "train" and self.z_loss > 0 and self.task.is_classification:
             log_z = out.reshape(-1, out.shape[-1]).logsumexp(-1)  # (B·T,) log-partition of each prediction
             z_term = self.z_loss * log_z.square().mean()
-            self._train_values["train/z_loss"] = z_term
+            train.values["train/z_loss"] = z_term
             loss = loss + z_term
         if stage == "train" and self.grad_penalty > 0:
             penalty = self.gradient_penalty(loss)
-            self._train_values["train/grad_penalty"] = penalty
-            self._train_values["train/loss_unpenalised"] = loss
+            train.values["train/grad_penalty"] = penalty
+            train.values["train/loss_unpenalised"] = loss
             loss = loss + penalty
         if stage == "train":
-            self._train_values["train/loss"] = loss
+            train.values["train/loss"] = loss
             return loss
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics["loss"].update(loss, weight=len(x))
@@ -141,16 +154,22 @@ class GradLabModule(L.LightningModule):
         bar: Lightning turns every prog_bar value into a Python float on every batch, a host sync per step on
         GPU.
         """
-        trainer = self.trainer
-        if not self._train_values or trainer.fit_loop._should_accumulate():  # a micro-batch: no step taken
+        trainer, train = self.trainer, self._train
+        step = step_taken(trainer) if train.values else None  # None: a micro-batch, no step taken
+        if step is None:
             return
-        step, every = trainer.global_step - 1, trainer.log_every_n_steps  # the step just taken
-        last = trainer.fit_loop.epoch_loop._is_training_done  # max_steps reached, or the epoch's last batch
-        if every > 0 and ((step + 1) % every == 0 or trainer.should_stop or last):
-            batch_size = self._train_batch_size
-            for name, value in self._train_values.items():
-                self.log(name, value, on_step=True, on_epoch=False, batch_size=batch_size)
-        self._train_values = {}
+        every = trainer.log_every_n_steps
+        if every > 0 and ((step + 1) % every == 0 or trainer.should_stop or self._last_batch(trainer, step)):
+            for name, value in train.values.items():
+                self.log(name, value, on_step=True, on_epoch=False, batch_size=train.batch_size)
+        train.values.clear()
+
+    @staticmethod
+    def _last_batch(trainer: L.Trainer, step: int) -> bool:
+        """Lightning's ``epoch_loop._is_training_done`` with the step already known: max_steps reached by
+        ``step`` or the epoch's last batch."""
+        epoch_loop = trainer.fit_loop.epoch_loop
+        return 0 <= epoch_loop.max_steps <= step + 1 or epoch_loop._num_ready_batches_reached()
 
     @override
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
