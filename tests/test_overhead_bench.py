@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from src.bench.overhead import BlockGate, main, split
 from src.callbacks.group import CallbackGroup
+from tests.tiny_module import Tiny
 
 
 class Counter(L.Callback):
@@ -22,19 +23,6 @@ class Counter(L.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         self.seen.append(trainer.global_step)
-
-
-class Tiny(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = torch.nn.Linear(2, 1)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return torch.nn.functional.mse_loss(self.net(x), y)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
 @pytest.mark.parametrize("grouped", [True, False])

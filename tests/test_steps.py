@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from src import steps
 from src.callbacks.divergence import Window
+from tests.tiny_module import Tiny
 
 
 class Checker(L.Callback):
@@ -37,19 +38,6 @@ class Checker(L.Callback):
         expected = None if trainer.fit_loop._should_accumulate() else trainer.global_step - 1
         assert steps.step_taken(trainer) == expected
         self.checked.append(("on_train_batch_end", trainer.global_step, expected))
-
-
-class Tiny(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = torch.nn.Linear(2, 1)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return torch.nn.functional.mse_loss(self.net(x), y)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
 def test_cached_steps_follow_every_batch_and_micro_batch(tmp_path) -> None:
