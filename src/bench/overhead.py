@@ -35,12 +35,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 
 from src.bench._device import accelerator
 from src.bench._harness import Tables, run
 from src.bench.loop import SIZES
-from src.callbacks.group import CallbackGroup
+from src.callbacks.group import CallbackGroup, _fan_out, _overrides
 from src.config.compose import compose_run
 from src.train import train
 
@@ -53,10 +52,6 @@ STEP_HOOKS = (
     "on_before_zero_grad",
     "on_train_batch_end",
 )
-
-
-def _overrides(callback: Callback, hook: str) -> bool:
-    return getattr(type(callback), hook) is not getattr(Callback, hook)
 
 
 class BlockGate(L.Callback):
@@ -108,14 +103,6 @@ class BlockGate(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         Path(self.out).write_text(json.dumps(split(self, trainer.log_every_n_steps)))
-
-
-def _fan_out(calls: list[Callable[..., Any]]) -> Callable[..., None]:
-    def call(*args: Any, **kwargs: Any) -> None:
-        for c in calls:
-            c(*args, **kwargs)
-
-    return call
 
 
 def split(gate: BlockGate, every: int) -> dict[str, float]:
