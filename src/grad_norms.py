@@ -79,7 +79,7 @@ def squared_norm(t: Tensor) -> Tensor:
     norms stay on the fused float32 ``_foreach_norm``.
     """
     dtype = torch.float32 if t.device.type == "mps" else torch.float64
-    return t.detach().to(dtype).square().sum()
+    return torch.linalg.vector_norm(t.detach(), dtype=dtype).square()  # cast inside the kernel: no float64 copy
 
 
 # Registering a parameter or a submodule anywhere (attribute assignment included) bumps this counter, so a

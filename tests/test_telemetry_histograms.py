@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 from pathlib import Path
 
@@ -90,6 +92,16 @@ def test_wandb_offline_run_gets_histograms_and_the_through_time_chart(make_cfg, 
     assert "grad/norm_total_preclip" in keys
     assert {"time_grad/t=0", "rnn/sigma_max/network.rnn.weight_hh_l0", "delta/layer/network.rnn"} <= keys
     assert "time_grad/profile_table._type" in keys  # the line chart's table
+    # one chart at the end of training, one line per logged step of through_time.csv: log10 of its profile
+    (table,) = run_dir.glob("files/media/table/time_grad/profile_table_*.table.json")
+    data = json.loads(table.read_text())
+    assert data["columns"] == ["step", "lineKey", "lineVal"]
+    with next(Path(cfg.paths.output_dir).rglob("through_time.csv")).open() as f:
+        rows = list(csv.DictReader(f))
+    assert {int(r["step"]) for r in rows} == {0, 9, 19}  # 20 steps, every 10th logged: 0, 9, 19
+    expected = [[int(r["t"]), f"step {r['step']}", math.log10(float(r["grad_norm"]))] for r in rows]
+    assert [row[:2] for row in data["data"]] == [row[:2] for row in expected]
+    assert [row[2] for row in data["data"]] == pytest.approx([row[2] for row in expected], rel=1e-6)
 
 
 @pytest.mark.parametrize("bins", [0, -1])

@@ -117,8 +117,11 @@ class ThroughTimeMonitor(Monitor):
     - ``time_grad/ratio_first_last``: ||dL/dh_0|| / ||dL/dh_(T−1)|| (≪ 1: vanishing, ≫ 1: exploding);
     - ``rnn/sigma_max/<module>.weight_hh_l<k>``: largest singular value of each recurrent weight matrix;
     - every layer's whole profile as rows (step, module, layer, t, grad_norm) of ``through_time.csv`` in the
-      trainer's log directory, and as a W&B line chart of log10 ||dL/dh_t|| (``time_grad/profile``) when a
-      WandbLogger is attached: exponential growth or decay is a straight line there.
+      trainer's log directory;
+    - when a WandbLogger is attached, at the end of training: one W&B line chart (``time_grad/profile``) of
+      log10 ||dL/dh_t|| of the ``time_grad/t=*`` layer, one line per logged step (exponential growth or decay
+      is a straight line there). One chart a run, not one a logging step: a W&B chart is a table artifact
+      written to disk, which cost two to three times the diagnostic pass itself.
 
     ``loss_fn(pl_module, batch) -> Tensor`` gives the loss of the diagnostic pass; by default the module's
     own ``training_step`` (see ``training_step_loss``). Bidirectional modules, LSTMs with ``proj_size`` and
@@ -144,12 +147,14 @@ class ThroughTimeMonitor(Monitor):
         self.log_dir: Path | None = None
         self._batch: Any = None
         self._warned: set[str] = set()
+        self._history: list[tuple[int, list[float]]] = []  # (step, the time_grad/t=* layer's profile), for W&B
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # trainer.log_dir broadcasts from rank 0: it has to be read here, where every rank takes part
         log_dir = trainer.log_dir
         self.log_dir = Path(log_dir if log_dir is not None else trainer.default_root_dir)
+        self._history = []
 
     def _recurrent_modules(self, pl_module: L.LightningModule) -> dict[str, nn.RNNBase]:
         modules = {}
@@ -187,14 +192,16 @@ class ThroughTimeMonitor(Monitor):
         profiles = self.profiles(pl_module, batch, modules) if modules else {}
         if profiles:
             first = next(iter(profiles))[0]
-            top = profiles[(first, max(layer for name, layer in profiles if name == first))]
+            top_key = (first, max(layer for name, layer in profiles if name == first))
+            top = profiles[top_key]
             stride = max(1, math.ceil(len(top) / self.max_points))
             for t in sorted({*range(0, len(top), stride), len(top) - 1}):
                 metrics[f"time_grad/t={t}"] = top[t]
             metrics["time_grad/ratio_first_last"] = top[0] / top[-1]
         self.emit(trainer, metrics, step)
         if profiles:
-            self._write(trainer, step, profiles)
+            host = self._write(trainer, step, profiles)
+            self._history.append((step, host[top_key]))
 
     def profiles(self, pl_module: L.LightningModule, batch: Any, modules: dict[str, nn.RNNBase]) -> Profiles:
         """||dL/dh_t|| of every layer of every module in ``modules``, from one unrolled fp32 pass."""
@@ -216,7 +223,8 @@ class ThroughTimeMonitor(Monitor):
         lengths = [len(states[name][layer]) for name, layer in keys]
         return dict(zip(keys, norms.split(lengths), strict=True))
 
-    def _write(self, trainer: L.Trainer, step: int, profiles: Profiles) -> None:
+    def _write(self, trainer: L.Trainer, step: int, profiles: Profiles) -> dict[tuple[str, int], list[float]]:
+        """Append the profiles to ``through_time.csv``; returns them on the host."""
         host = {key: p.tolist() for key, p in profiles.items()}  # one transfer per layer, logging steps only
         log_dir = self.log_dir or Path(trainer.default_root_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -228,16 +236,21 @@ class ThroughTimeMonitor(Monitor):
                 writer.writerow(["step", "module", "layer", "t", "grad_norm"])
             for (name, layer), values in host.items():
                 writer.writerows((step, name, layer, t, v) for t, v in enumerate(values))
-        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
-        if wandb_loggers:
-            import wandb
+        return host
 
-            chart = wandb.plot.line_series(
-                xs=list(range(max(len(v) for v in host.values()))),
-                ys=[[math.log10(v) if v > 0 else float("nan") for v in values] for values in host.values()],
-                keys=[f"{name}.l{layer}" for name, layer in host],
-                title=f"log10 ||dL/dh_t|| at step {step}",
-                xname="t",
-            )
-            for logger in wandb_loggers:
-                logger.experiment.log({"time_grad/profile": chart, "trainer/global_step": step})
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if not self._history or not wandb_loggers or not trainer.is_global_zero:
+            return
+        import wandb
+
+        chart = wandb.plot.line_series(
+            xs=list(range(max(len(values) for _, values in self._history))),
+            ys=[[math.log10(v) if v > 0 else float("nan") for v in values] for _, values in self._history],
+            keys=[f"step {step}" for step, _ in self._history],
+            title="log10 ||dL/dh_t||, one line per logged step",
+            xname="t",
+        )
+        for logger in wandb_loggers:
+            logger.experiment.log({"time_grad/profile": chart, "trainer/global_step": self._history[-1][0]})
