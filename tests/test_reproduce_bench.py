@@ -74,6 +74,7 @@ def test_targets_read_this_runs_tables_and_say_which_hold() -> None:
     telemetry = {
         "runs": [{"model": "mlp", "variant": "default", "ratio": 0.97, "cpu_ratio": 0.969}],
         "callbacks": [{"model": "mlp", "variant": "default", "callback": added, "share_of_cpu": 0.031}],
+        "in_run": [{"model": "mlp", "share": 0.025}, {"model": "rnn", "share": 0.04}],
     }
     overhead = {"per_step": [{"size": "default", "share": 0.029}, {"size": "tiny", "share": 0.12}]}
     tables = {"loop": {"efficiency": loop_rows}, "telemetry": telemetry, "overhead": overhead}
@@ -88,6 +89,8 @@ def test_targets_read_this_runs_tables_and_say_which_hold() -> None:
         "telemetry / none, mlp, whole run (wall)": "yes",  # the bound itself holds
         "telemetry / none, mlp, whole run (CPU)": "no",
         "telemetry's added CPU share, mlp, hooks timed directly": "no",  # 3.1% > 3%
+        "telemetry / none, mlp, in one run (hooks on and off in alternating blocks)": "yes",  # 2.5% <= 3%
+        "telemetry / none, rnn, in one run (hooks on and off in alternating blocks)": "no",  # 4% > 3%
         "default callbacks + logging / the same run without them, default size (one run)": "yes",  # 2.9% <= 3%
         "default callbacks + logging / the same run without them, tiny size (one run)": "no",
     }

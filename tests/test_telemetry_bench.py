@@ -61,7 +61,8 @@ def test_bench_telemetry_smoke(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench.json"
     variants = ("none", "norm_floor", "default", "watch_50")
-    argv = ["--steps", "3", "--warmup", "1", "--repeats", "1", "--variants", *variants]
+    argv = ["--steps", "3", "--warmup", "1", "--repeats", "1", "--variants", *variants, "--in-run-steps", "16",
+            "--block", "2"]  # fmt: skip
     assert main([*argv, "--out", str(out)]) == 0
     tables = json.loads(out.read_text())
     results = {f"{r['model']}/{r['variant']}": r for r in tables["runs"]}
@@ -74,3 +75,7 @@ def test_bench_telemetry_smoke(tmp_path: Path, monkeypatch):
     none = {r["callback"]: r for r in tables["callbacks"] if (r["model"], r["variant"]) == ("mlp", "none")}
     assert set(none) == {clip} and none[clip]["cpu_ms_per_step"] > 0  # `none` clips too: it reads the norms
     assert monitors["GradNormMonitor"]["cpu_ms_per_step"] > 0 and abs(monitors[added]["share_of_cpu"]) < 1
+    in_run = {r["model"]: r for r in tables["in_run"]}  # one gated run per model, clipped as the others
+    assert set(in_run) == {"mlp", "rnn"} and all(r["clip"] == 1.0 for r in in_run.values())
+    # 1 + 16 steps: batches 2..16 timed, in blocks of 2 from batch 1 (on: 1-2, off: 3-4, on: 5-6, ...): 4 pairs
+    assert all(r["block_pairs"] == 4 and r["step_off_ms"] > 0 for r in in_run.values())

@@ -125,6 +125,9 @@ def targets(results: dict[str, Tables]) -> list[dict[str, Any]]:
         check(f"telemetry / none, {model}, whole run (CPU)", run, "cpu_ratio", 0.97, True)
         added = _row(telemetry.get("callbacks", []), model=model, variant="default", callback=ADDED)
         check(f"telemetry's added CPU share, {model}, hooks timed directly", added, "share_of_cpu", 0.03, False)
+        gated = _row(telemetry.get("in_run", []), model=model)
+        check(f"telemetry / none, {model}, in one run (hooks on and off in alternating blocks)", gated, "share", 0.03,
+              False)  # fmt: skip
     return rows
 
 

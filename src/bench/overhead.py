@@ -61,10 +61,11 @@ class BlockGate(L.Callback):
     Args:
         block: steps per block; blocks alternate on, off, on, ... from the first step.
         warmup: steps before the timing starts.
-        out: the JSON file the figures go to (the Trainer built by ``train(cfg)`` is out of reach).
+        out: the JSON file the figures go to (the Trainer built by ``train(cfg)`` is out of reach); None: none
+            (the caller reads ``split(gate, ...)`` itself).
     """
 
-    def __init__(self, block: int, warmup: int, out: str) -> None:
+    def __init__(self, block: int, warmup: int, out: str | None = None) -> None:
         self.block, self.warmup, self.out = block, warmup, out
         self.durations: dict[int, float] = {}  # batch number (1-based, Lightning's counter) -> seconds
         self._last: float | None = None
@@ -102,7 +103,8 @@ class BlockGate(L.Callback):
         self._last = now
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        Path(self.out).write_text(json.dumps(split(self, trainer.log_every_n_steps)))
+        if self.out is not None:
+            Path(self.out).write_text(json.dumps(split(self, trainer.log_every_n_steps)))
 
 
 def split(gate: BlockGate, every: int) -> dict[str, float]:

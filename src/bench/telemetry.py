@@ -19,6 +19,12 @@ inside them; on CUDA the host's share); ``added`` is what a variant adds to a st
 the clip of the ``none`` run of the same repeat (there the clip reads the norms itself; with the monitors it
 reuses theirs). ``log_every_n_steps=25``, the default: the 500-step window holds a long run's share of
 logging, through-time and histogram steps.
+
+``in_run``: the whole-step cost of the ``default`` monitors measured inside one run per model (``--in-run-steps``,
+``--block``), their hooks on only in every other block of steps (``src.bench.overhead.BlockGate``), so the
+machine's drift reaches both sides: the median over block pairs of the plain steps' difference, what the logging
+steps (through-time and histogram passes included) add per step, and ``share``, both over the step without them.
+The "off" blocks clip as ``none`` does, reading the norms themselves.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from torch import Tensor, nn
 
 from src.bench._device import accelerator
 from src.bench._harness import StepTimer, Tables, UsageError, interleaved, run, spread
+from src.bench.overhead import BlockGate, split
 from src.build import can_record
 from src.callbacks.group import group_callbacks
 from src.clipping.apply import ClipReport, clip_gradients
@@ -273,10 +280,28 @@ def run_once(model: str, variant: str, args: argparse.Namespace, wandb_run: Any)
     return (*timer.rates, per_step, timer.peak_mib)
 
 
+def in_run(model: str, args: argparse.Namespace, wandb_run: Any) -> dict[str, Any]:
+    """The ``default`` monitors' cost inside one run of ``model`` (the module docstring's ``in_run``)."""
+    module = regression(model)
+    gate = BlockGate(args.block, args.warmup)
+    fit(
+        module,
+        model,
+        [gate, *group_callbacks(default_monitors(module))],
+        args.warmup + args.in_run_steps,
+        args.device,
+        WandbLogger(experiment=wandb_run, save_dir=wandb_run.dir),
+        args.clip or None,
+    )
+    return {"model": model, "clip": args.clip or None, **split(gate, LOG_EVERY_N_STEPS)}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--clip", type=float, default=1.0, help="global-norm clip of every variant (0: none)")
+    parser.add_argument("--in-run-steps", type=int, default=1000, help="timed steps per in-run measurement (0: none)")
+    parser.add_argument("--block", type=int, default=4, help="steps per on/off block of the in-run measurement")
 
 
 def measure(args: argparse.Namespace) -> Tables:
@@ -294,6 +319,8 @@ def measure(args: argparse.Namespace) -> Tables:
                 lambda model, variant: run_once(model, variant, args, wandb_run),
                 lambda t: f"{t[0]:.1f} steps/s, {t[1]:.1f} steps/cpu-s",
             )
+            gated = "default" in args.variants and args.in_run_steps > 0
+            in_run_rows = [in_run(model, args, wandb_run) for model in args.models] if gated else []
         finally:
             wandb_run.finish()
     rows, callback_rows = [], []
@@ -319,7 +346,7 @@ def measure(args: argparse.Namespace) -> Tables:
             share = [a * b[1] / 1e3 for a, b in zip(added, base, strict=True)]  # of the `none` run's CPU step
             row = {"model": model, "variant": variant, "callback": "added (hooks + clip - clip of none)"}
             callback_rows.append({**row, "cpu_ms_per_step": statistics.median(added), **spread("share_of_cpu", share)})
-    return {"runs": rows, "callbacks": callback_rows}
+    return {"runs": rows, "callbacks": callback_rows, "in_run": in_run_rows}
 
 
 def main(argv: list[str]) -> int:
