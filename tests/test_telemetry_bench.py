@@ -79,3 +79,11 @@ def test_bench_telemetry_smoke(tmp_path: Path, monkeypatch):
     assert set(in_run) == {"mlp", "rnn"} and all(r["clip"] == 1.0 for r in in_run.values())
     # 1 + 16 steps: batches 2..16 timed, in blocks of 2 from batch 1 (on: 1-2, off: 3-4, on: 5-6, ...): 4 pairs
     assert all(r["block_pairs"] == 4 and r["step_off_ms"] > 0 for r in in_run.values())
+
+
+@pytest.mark.parametrize("argv", [["--in-run-steps", "3"], ["--block", "0"]])
+def test_bench_telemetry_refuses_an_in_run_measurement_too_short_to_pair_blocks(argv, tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--steps", "1", "--repeats", "1", "--out", str(tmp_path / "bench.json")])
+    assert exit_info.value.code == 2 and not (tmp_path / "bench.json").exists()
+    assert "--in-run-steps" in capsys.readouterr().err

@@ -307,6 +307,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def measure(args: argparse.Namespace) -> Tables:
     if "none" not in args.variants:
         raise UsageError("the 'none' variant is the baseline of every ratio")
+    if args.block < 1 or 0 < args.in_run_steps < 4 * args.block:
+        raise UsageError(
+            f"--block={args.block} --in-run-steps={args.in_run_steps} is not allowed; expected --block >= 1 and "
+            "--in-run-steps 0 (none) or at least 4 blocks (two on/off pairs)"
+        )
     import wandb
 
     with tempfile.TemporaryDirectory() as tmp:
