@@ -247,6 +247,14 @@ def default_monitors(module: L.LightningModule) -> list[L.Callback]:
     return [m for m in monitors if can_record(m, cfg, module)]
 
 
+def logged_fit(
+    module: Regression, model: str, callbacks: list[L.Callback], steps: int, args: argparse.Namespace, wandb_run: Any
+) -> L.Trainer:
+    """``fit`` on ``args.device`` with ``args.clip``, logging to ``wandb_run`` (offline) as every variant does."""
+    logger = WandbLogger(experiment=wandb_run, save_dir=wandb_run.dir)  # save_dir: trainer.log_dir, not the cwd
+    return fit(module, model, callbacks, steps, args.device, logger, args.clip or None)
+
+
 Timed = tuple[float, float, dict[str, float], float | None]  # wall rate, CPU rate, CPU ms/step per callback, peak
 
 
@@ -264,15 +272,7 @@ def run_once(model: str, variant: str, args: argparse.Namespace, wandb_run: Any)
     if watch:
         wandb_run.watch(module, log="all", log_freq=int(variant.removeprefix("watch_")))
     try:
-        fit(
-            module,
-            model,
-            callbacks,
-            args.warmup + args.steps,
-            args.device,
-            WandbLogger(experiment=wandb_run, save_dir=wandb_run.dir),  # trainer.log_dir: not the cwd
-            args.clip or None,
-        )
+        logged_fit(module, model, callbacks, args.warmup + args.steps, args, wandb_run)
     finally:
         if watch:
             wandb_run.unwatch(module)
@@ -284,15 +284,8 @@ def in_run(model: str, args: argparse.Namespace, wandb_run: Any) -> dict[str, An
     """The ``default`` monitors' cost inside one run of ``model`` (the module docstring's ``in_run``)."""
     module = regression(model)
     gate = BlockGate(args.block, args.warmup)
-    fit(
-        module,
-        model,
-        [gate, *group_callbacks(default_monitors(module))],
-        args.warmup + args.in_run_steps,
-        args.device,
-        WandbLogger(experiment=wandb_run, save_dir=wandb_run.dir),
-        args.clip or None,
-    )
+    logged_fit(module, model, [gate, *group_callbacks(default_monitors(module))], args.warmup + args.in_run_steps, args,
+               wandb_run)  # fmt: skip
     return {"model": model, "clip": args.clip or None, **split(gate, LOG_EVERY_N_STEPS)}
 
 
