@@ -16,12 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
 from src.callbacks.schedule import ForwardRecorder, loss_scale
-from src.grad_norms import layers, squared_norm
+from src.grad_norms import layer_index, squared_norm
 
 
 class _Moments:
@@ -39,7 +40,7 @@ class _Moments:
     def add_output(self, values: Tensor) -> None:
         n = values.numel()
         mean = values.mean()
-        m2 = (values - mean).square().sum()
+        m2 = torch.linalg.vector_norm(values - mean).square()  # one temporary: the deviations
         if self.mean is None or self.m2 is None:
             self.count, self.mean, self.m2 = n, mean, m2
             return
@@ -97,7 +98,8 @@ class ActivationMonitor(ForwardRecorder):
     def start(self, pl_module: L.LightningModule) -> bool:
         self._moments = {}
         self._handles = [
-            layer.module.register_forward_hook(self._forward_hook(layer.name)) for layer in layers(pl_module)
+            layer.module.register_forward_hook(self._forward_hook(layer.name))
+            for layer in layer_index(pl_module).layers
         ]
         return True
 
