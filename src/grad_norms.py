@@ -77,11 +77,12 @@ def squared_norm(t: Tensor) -> Tensor:
 
     In float32, entries below ~1e-19 square to 0, and vanishing profiles (||dL/dh_t|| through 100 tanh
     steps, δ deep in a contracting stack) go far below that: the sum is accumulated in float64. On the CPU,
-    where that path is not vectorised (7x the float32 norm on a 64x50x64 tensor), a float32 tensor is measured
-    in float32 first, and that norm is kept when it shows that no entry overflowed and that the entries lost to
-    underflow could not change it beyond 1e-12 relative; it then carries float32's accumulated rounding (~1e-6
-    relative on 2e5 entries, as the per-step ``_foreach_norm``). Reading it is a plain read on the CPU; a
-    device would have to synchronise, so it takes the float64 path at once. For diagnostics on logging steps.
+    where that path is not vectorised (several times slower than the float32 norm), a float32 tensor is
+    measured in float32 first, and that norm is kept when it shows that no entry overflowed and that the
+    entries lost to underflow could not change it beyond 1e-12 relative; it then carries float32's
+    accumulated rounding (~1e-6 relative on 2e5 entries, as the per-step ``_foreach_norm``). Reading it is a
+    plain read on the CPU; a device would have to synchronise, so it takes the float64 path at once. For
+    diagnostics on logging steps.
     """
     t = t.detach()
     if t.is_cpu and t.dtype == torch.float32:

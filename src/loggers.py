@@ -14,6 +14,7 @@ service thread, several per logging step (Lightning's own and each monitor's).
 from __future__ import annotations
 
 import csv
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,13 +74,30 @@ class StepRowWriter(ExperimentWriter):
 
 
 class StepCSVLogger(CSVLogger):
-    """``lightning.pytorch.loggers.CSVLogger`` (same arguments) writing one row per step (``StepRowWriter``).
+    """``lightning.pytorch.loggers.CSVLogger`` writing one row per step (``StepRowWriter``), in batches.
 
-    It writes the file when ``flush_logs_every_n_steps`` rows are buffered, not (as Lightning's does) on every
-    call whose step is a multiple of it: several calls log one step, and every call after the first one would
-    then rewrite the whole file to merge its values into the row just written. Lightning's logger connector
-    also saves after each of its own logging calls, and ``finalize`` writes what is left.
+    Args:
+        flush_secs: also write the buffered rows once this many seconds have passed since the last write (as
+            TensorBoard's ``flush_secs``), so the file a user follows is never older than that.
+        *args, **kwargs: CSVLogger's (``save_dir``, ``name``, ``version``, ``flush_logs_every_n_steps``, ...).
+
+    Raises:
+        ValueError: ``flush_secs`` < 0.
+
+    The file is written when ``flush_logs_every_n_steps`` rows are buffered or ``flush_secs`` have passed,
+    and by ``finalize`` (the end of a fit or test, an interrupted run included). Lightning's own writes on
+    every call whose step is a multiple of ``flush_logs_every_n_steps`` — several calls log one step here, and
+    each after the first would rewrite the file to merge into the row just written — and its logger connector
+    calls ``save`` after each of its logging calls, which would open the file and rewrite hparams.yaml on every
+    logging step; here those calls write only when one of the two limits is reached.
     """
+
+    def __init__(self, *args: Any, flush_secs: float = 10.0, **kwargs: Any) -> None:
+        if flush_secs < 0:
+            raise ValueError(f"flush_secs={flush_secs} is not allowed; expected a number of seconds >= 0")
+        super().__init__(*args, **kwargs)
+        self.flush_secs = flush_secs
+        self._last_write = time.monotonic()
 
     @override
     @rank_zero_only
@@ -87,8 +105,27 @@ class StepCSVLogger(CSVLogger):
         metrics = _add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR)
         writer = self.experiment
         writer.log_metrics(metrics, len(writer.metrics) if step is None else step)
-        if len(writer.metrics) >= self._flush_logs_every_n_steps:
-            self.save()
+        self.save()
+
+    @override
+    @rank_zero_only
+    def save(self) -> None:
+        """Write the buffered rows if ``flush_logs_every_n_steps`` of them are waiting or ``flush_secs`` passed."""
+        if self._experiment is None:
+            return
+        due = time.monotonic() - self._last_write >= self.flush_secs
+        if due or len(self._experiment.metrics) >= self._flush_logs_every_n_steps:
+            self._write()
+
+    @override
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self._write()
+
+    def _write(self) -> None:
+        super().save()
+        self._last_write = time.monotonic()
 
     @property
     @override

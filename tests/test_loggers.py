@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
 import pytest
 
+from src.loggers import StepCSVLogger
 from src.train import train
 from src.wandb_run import wandb_mode
 from tests.wandb_runs import offline_run
@@ -78,3 +80,35 @@ def test_wandb_gets_one_history_row_per_training_step(make_cfg, monkeypatch):
     for row in rows[1:]:  # each holds Lightning's value and the monitors' together
         assert {"train/loss", "epoch", "grad/norm_total_preclip", "grad/layer/network.rnn"} <= set(row)
     assert "train/loss" not in rows[0] and "grad/norm_total_preclip" in rows[0]
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_csv_logger_writes_when_its_rows_or_seconds_are_due_and_at_the_end(tmp_path):
+    # Lightning's logger connector calls save() after each of its logging calls: only a due one writes
+    logger = StepCSVLogger(save_dir=str(tmp_path), name="csv", version="", flush_logs_every_n_steps=3, flush_secs=3600)
+    path = Path(logger.experiment.metrics_file_path)
+    for step in range(2):
+        logger.log_metrics({"a": float(step)}, step)
+        logger.save()
+    assert not path.exists()  # two rows buffered, an hour not passed
+    logger.log_metrics({"a": 2.0}, 2)  # the third row: written
+    assert [r["step"] for r in _csv_rows(path)] == ["0", "1", "2"]
+    logger.log_metrics({"a": 3.0}, 3)
+    logger.log_metrics({"b": 4.0}, 3)  # the same step: merged into one row, still buffered
+    logger.save()
+    assert len(_csv_rows(path)) == 3
+    logger.finalize("success")
+    assert _csv_rows(path)[-1] == {"step": "3", "a": "3.0", "b": "4.0"}
+
+    every_call = StepCSVLogger(save_dir=str(tmp_path), name="now", version="", flush_secs=0)
+    every_call.log_metrics({"a": 1.0}, 0)
+    assert len(_csv_rows(Path(every_call.experiment.metrics_file_path))) == 1  # flush_secs=0: each call writes
+
+
+def test_csv_logger_refuses_a_negative_flush_interval(tmp_path):
+    with pytest.raises(ValueError, match="flush_secs=-1 is not allowed"):
+        StepCSVLogger(save_dir=str(tmp_path), flush_secs=-1)

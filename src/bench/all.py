@@ -31,7 +31,8 @@ from src.environment import cpu_name
 
 REPO = CONF_DIR.parent
 SHORT_ARGS = {
-    "loop": ["--sections", "efficiency", "optimizer", "--repeats", "3", "--steps", "200"],
+    # 600 timed steps (24 logging steps): 200-step windows read the default run several points below longer ones
+    "loop": ["--sections", "efficiency", "optimizer", "--repeats", "3", "--steps", "600"],
     "telemetry": ["--variants", "none", "default", "--repeats", "5", "--steps", "200"],  # the targets: 5 pairs
     "guard": ["--repeats", "3", "--steps", "60"],  # whole runs scatter more than the guard costs: timed directly too
     "profile": ["--steps", "600"],

@@ -1,6 +1,6 @@
 """Training-loop efficiency: gradlab's default run against a bare PyTorch loop doing the same math.
 
-    python scripts/bench.py loop [--steps 200] [--warmup 20] [--repeats 3] [--sections efficiency optimizer scaling]
+    python scripts/bench.py loop [--steps 600] [--warmup 20] [--repeats 3] [--sections efficiency optimizer scaling]
                                  [--sizes default tiny large] [--device cpu|cuda]
 
 - ``efficiency``: conf/train.yaml's sizes, a tiny size (hidden 8, T = 5, batch 8) and, when asked, a size that
@@ -44,7 +44,7 @@ from src.config.compose import compose_run
 from src.models.module import GradLabModule
 from src.train import train
 
-DEFAULTS = {"steps": 200, "warmup": 20, "repeats": 3}
+DEFAULTS = {"steps": 600, "warmup": 20, "repeats": 3}
 SIZES: dict[str, list[str]] = {
     "default": [],  # conf/train.yaml as it is
     "tiny": ["model.hidden_size=8", "data.seq_len=5", "data.batch_size=8"],

@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -100,6 +101,15 @@ class FiniteModelCheckpoint(ModelCheckpoint):
         if self._last_global_step_saved == trainer.global_step and Path(self.last_model_path or "").exists():
             return  # this step's validation already saved it
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    @override
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # without every_n_train_steps or train_time_interval Lightning's hook ends in "skip" on every batch (both
+        # its automatic and manual optimization branches), after reading the trainer's state and the clock
+        if self._every_n_train_steps >= 1 or self._train_time_interval is not None:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     @override
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:

@@ -217,7 +217,7 @@ class DivergenceGuard(Callback):
         if no backward was seen). The next step starts afresh."""
         loss = self._loss if self._loss is not None else torch.full_like(total, float("nan"))
         self._loss = None
-        if total.device.type == "cpu" and loss.device.type == "cpu":  # nothing to transfer: read them directly
+        if total.is_cpu and loss.is_cpu:  # nothing to transfer: read them directly
             return total.item(), loss.item()
         norm_value, loss_value = torch.stack([total.float(), loss.float().reshape(())]).tolist()
         return norm_value, loss_value

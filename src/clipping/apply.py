@@ -26,6 +26,7 @@ LightningModule without the protocol it measures them itself).
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -121,6 +122,13 @@ def _norm_clipping_is_lightnings(trainer: L.Trainer, optimizer: Optimizer, stats
     return clipped == {id(p) for p in stats.params if p.grad is not None}
 
 
+@functools.cache
+def _is_norm_clipping(algorithm: str | GradClipAlgorithmType | None) -> bool:
+    """``algorithm`` names norm clipping (None: Lightning's default); parsed once per value (the enum's
+    case-insensitive comparison costs more than the rest of a plain step's clipping decision)."""
+    return GradClipAlgorithmType(algorithm or "norm") == GradClipAlgorithmType.NORM
+
+
 def clip_gradients(
     module: L.LightningModule,
     optimizer: Optimizer,
@@ -140,9 +148,7 @@ def clip_gradients(
         postclip_norm, metrics = rule(stats)
         return ClipReport(step, True, postclip_norm, metrics)
     assert clip_val is not None
-    if GradClipAlgorithmType(algorithm or "norm") == GradClipAlgorithmType.NORM and _norm_clipping_is_lightnings(
-        trainer, optimizer, stats
-    ):
+    if _is_norm_clipping(algorithm) and _norm_clipping_is_lightnings(trainer, optimizer, stats):
         torch.nn.utils.clip_grads_with_norm_(stats.params, clip_val, stats.total_norm)
         return ClipReport(step, True, max_norm=float(clip_val))
     module.clip_gradients(optimizer, clip_val, algorithm)  # Lightning's own path (value, or its plugin's)
